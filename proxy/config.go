@@ -1,0 +1,58 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the `proxy:` section of the configuration.
+type Config struct {
+	// Listen is the address the proxy serves gRPC on. Default
+	// "127.0.0.1:5150".
+	Listen string `koanf:"listen"`
+	// Policy is the balancing policy of services without their own (see
+	// routing.Policies). Default "round-robin". Validated by routing.
+	Policy string `koanf:"policy"`
+	// MaxMessageSize is the largest message, in bytes, the proxy forwards
+	// in either direction; larger ones fail the call with
+	// RESOURCE_EXHAUSTED naming this key. Default 64 MiB.
+	MaxMessageSize int `koanf:"max_message_size"`
+	// DrainTimeout bounds how long in-flight calls may run after a drain
+	// starts (SIGTERM, SIGINT); calls still running then are cancelled.
+	// Default 30s.
+	DrainTimeout time.Duration `koanf:"drain_timeout"`
+}
+
+// Defaults used by DefaultConfig.
+const (
+	DefaultListen         = "127.0.0.1:5150"
+	DefaultMaxMessageSize = 64 << 20
+	DefaultDrainTimeout   = 30 * time.Second
+	// maxMessageSizeLimit is the largest length a gRPC frame can state.
+	maxMessageSizeLimit = 1<<31 - 1
+)
+
+// DefaultConfig returns the configuration with every default set.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         DefaultListen,
+		Policy:         "round-robin",
+		MaxMessageSize: DefaultMaxMessageSize,
+		DrainTimeout:   DefaultDrainTimeout,
+	}
+}
+
+// Validate returns an error naming the first key with a bad value.
+func (c Config) Validate() error {
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return fmt.Errorf("proxy.listen: %q is not host:port", c.Listen)
+	}
+	if c.MaxMessageSize <= 0 || c.MaxMessageSize > maxMessageSizeLimit {
+		return fmt.Errorf("proxy.max_message_size: %d is out of range, want 1 to %d bytes", c.MaxMessageSize, maxMessageSizeLimit)
+	}
+	if c.DrainTimeout < 0 {
+		return fmt.Errorf("proxy.drain_timeout: %s is negative", c.DrainTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package proxy_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+	"github.com/quaestor-go/quaestor/proxy"
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+const echoService = "quaestor.example.v1.Echo"
+
+// backendProcessEnv makes the test binary run as a backend process (see
+// startBackendProcess) instead of running the tests.
+const backendProcessEnv = "QUAESTOR_TEST_BACKEND_PROCESS"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(backendProcessEnv) != "" {
+		runBackendProcess()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// backend is a real gRPC server on loopback serving Echo, health and
+// reflection.
+type backend struct {
+	addr   string
+	echo   *echo.Server
+	health *health.Server
+	srv    *grpc.Server
+}
+
+func startBackend(t *testing.T, name string) *backend {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{
+		addr:   lis.Addr().String(),
+		echo:   echo.New(echo.Options{Name: name}),
+		health: health.NewServer(),
+		srv:    grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.MaxSendMsgSize(64<<20)),
+	}
+	examplev1.RegisterEchoServer(b.srv, b.echo)
+	healthpb.RegisterHealthServer(b.srv, b.health)
+	reflection.Register(b.srv)
+	go func() { _ = b.srv.Serve(lis) }()
+	t.Cleanup(b.srv.Stop)
+	return b
+}
+
+// startRawBackend serves handler for every method, to play backends whose
+// behaviour Echo cannot show.
+func startRawBackend(t *testing.T, handler grpc.StreamHandler) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(handler))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	return lis.Addr().String()
+}
+
+// runBackendProcess serves Echo on a free port, prints the address and
+// serves until killed.
+func runBackendProcess() {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	srv := grpc.NewServer()
+	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "process"}))
+	fmt.Println(lis.Addr().String())
+	_ = srv.Serve(lis)
+}
+
+// startBackendProcess starts a backend in a child process, for tests that
+// kill it.
+func startBackendProcess(t *testing.T) (addr string, proc *os.Process) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), backendProcessEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("backend process printed no address: %v", err)
+	}
+	return strings.TrimSpace(line), cmd.Process
+}
+
+// proxyEnv is a proxy in front of static backends.
+type proxyEnv struct {
+	addr   string
+	server *proxy.Server
+	table  *routing.Table
+	conn   *grpc.ClientConn
+	echo   examplev1.EchoClient
+	// stopped is closed when Serve returns.
+	stopped chan struct{}
+}
+
+type proxyOption func(*proxy.Config)
+
+// startProxy serves a proxy routing each service to the listed addresses.
+func startProxy(t *testing.T, services map[string][]string, opts ...proxyOption) *proxyEnv {
+	t.Helper()
+	cfg := proxy.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var list []routing.ServiceConfig
+	for name, addrs := range services {
+		list = append(list, routing.ServiceConfig{Name: name, Endpoints: addrs})
+	}
+	table := routing.NewTable()
+	if err := routing.LoadStatic(table, list); err != nil {
+		t.Fatal(err)
+	}
+	router, err := routing.NewRouter(routing.Options{
+		Table:       table,
+		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &proxyEnv{addr: lis.Addr().String(), server: srv, table: table, stopped: make(chan struct{})}
+	go func() {
+		defer close(env.stopped)
+		_ = srv.Serve(lis)
+	}()
+	env.conn = dial(t, env.addr)
+	env.echo = examplev1.NewEchoClient(env.conn)
+	t.Cleanup(func() {
+		srv.Stop()
+		<-env.stopped
+		_ = router.Close()
+	})
+	return env
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	return cc
+}
+
+// testContext is bounded so that a hung call fails the test instead of the
+// run.
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+)
+
+// forwardedStreamDesc describes every forwarded call as a bidi stream: the
+// engine does not need to know the call kind, it copies messages both ways
+// until each side ends.
+var forwardedStreamDesc = &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}
+
+// forwarder is the engine: a grpc.StreamHandler that copies one call
+// between the client's server stream and a backend's client stream.
+type forwarder struct {
+	director       Director
+	codec          frameCodec
+	maxMessageSize int
+	logger         *slog.Logger
+	inFlight       atomic.Int64
+}
+
+// handle is installed as the server's UnknownServiceHandler.
+func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
+	fullMethod, ok := grpc.MethodFromServerStream(ss)
+	if !ok {
+		return status.Error(codes.Internal, "quaestor: server stream has no method")
+	}
+	conn, err := f.director(ss.Context(), fullMethod)
+	if err != nil {
+		return err
+	}
+	f.inFlight.Add(1)
+	defer f.inFlight.Add(-1)
+
+	// The backend call lives in a context derived from the client's, so the
+	// client's deadline and cancellation reach it; cancel also ends it when
+	// the proxy gives up on the call.
+	ctx, cancel := context.WithCancel(ss.Context())
+	defer cancel()
+	ctx = metadata.NewOutgoingContext(ctx, forwardMetadata(ss.Context()))
+	cs, err := conn.NewStream(ctx, forwardedStreamDesc, fullMethod,
+		grpc.ForceCodecV2(f.codec),
+		grpc.MaxCallRecvMsgSize(f.maxMessageSize),
+		grpc.MaxCallSendMsgSize(f.maxMessageSize))
+	if err != nil {
+		return err
+	}
+
+	var requestErr atomic.Pointer[error]
+	go func() {
+		if err := f.forwardRequests(ss, cs); err != nil {
+			if status.Code(err) == codes.ResourceExhausted {
+				f.logger.Warn("proxy: request refused: a message is larger than proxy.max_message_size",
+					"method", fullMethod, "max_message_size", f.maxMessageSize, "error", err)
+			}
+			// Store before cancelling: the response side reads it once the
+			// cancellation has ended the backend stream.
+			requestErr.Store(&err)
+			cancel()
+		}
+	}()
+	err = f.forwardResponses(cs, ss)
+	if reqErr := requestErr.Load(); reqErr != nil {
+		return *reqErr
+	}
+	return err
+}
+
+// forwardRequests copies client messages to the backend until the client
+// half-closes, then half-closes the backend stream. It returns an error
+// only when the call must end because of the client side: the response
+// side ends it otherwise.
+func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream) error {
+	var msg frame
+	for {
+		if err := ss.RecvMsg(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				// CloseSend fails only when the stream is already done, which
+				// the response side reports.
+				_ = cs.CloseSend()
+				return nil
+			}
+			// The client went away, or sent a message over the limit
+			// (gRPC has already answered it).
+			return err
+		}
+		if err := cs.SendMsg(&msg); err != nil {
+			// The backend stream is over (io.EOF) or broken; the real
+			// status comes out of RecvMsg on the response side.
+			msg.free()
+			return nil
+		}
+	}
+}
+
+// forwardResponses sends the backend's headers to the client as soon as
+// they arrive, then its messages, and returns its status with its trailers
+// set on the client stream.
+func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream) error {
+	// Header blocks until the backend sends headers or ends the call. It
+	// returns nil for a trailers-only response: sending no headers keeps it
+	// trailers-only for the client too.
+	header, _ := cs.Header()
+	if header != nil {
+		if err := ss.SendHeader(header); err != nil {
+			return err
+		}
+	}
+	var msg frame
+	for {
+		if err := cs.RecvMsg(&msg); err != nil {
+			ss.SetTrailer(cs.Trailer())
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return f.responseError(err)
+		}
+		if err := ss.SendMsg(&msg); err != nil {
+			msg.free()
+			return err
+		}
+	}
+}
+
+// responseError names the proxy's limit when the proxy itself refused a
+// backend message as too large, and passes every backend status verbatim.
+// A backend's own "larger than max" status cannot name the proxy's limit:
+// requests above it never reach the backend.
+func (f *forwarder) responseError(err error) error {
+	st := status.Convert(err)
+	msg := st.Message()
+	if st.Code() == codes.ResourceExhausted && strings.Contains(msg, "larger than max") &&
+		strings.Contains(msg, strconv.Itoa(f.maxMessageSize)) {
+		return status.Errorf(codes.ResourceExhausted,
+			"quaestor: response message from the backend larger than proxy.max_message_size (%d bytes): %s", f.maxMessageSize, msg)
+	}
+	return err
+}
+
+// forwardMetadata returns the request metadata for the backend: the
+// client's, less the pseudo-headers and hop-by-hop headers, with the
+// client's address appended to x-forwarded-for.
+func forwardMetadata(ctx context.Context) metadata.MD {
+	in, _ := metadata.FromIncomingContext(ctx)
+	out := make(metadata.MD, len(in)+1)
+	for key, values := range in {
+		if forwardable(key) {
+			out[key] = values
+		}
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		host := p.Addr.String()
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		// Clip: the values may share their array with the incoming metadata.
+		out["x-forwarded-for"] = append(slices.Clip(out["x-forwarded-for"]), host)
+	}
+	return out
+}
+
+// forwardable reports whether a request metadata key goes to the backend.
+// gRPC sets the transport's own headers on the backend call.
+func forwardable(key string) bool {
+	switch key {
+	case "content-type", "user-agent", "te", "connection", "keep-alive",
+		"proxy-connection", "transfer-encoding", "upgrade":
+		return false
+	case "grpc-trace-bin", "grpc-tags-bin":
+		return true
+	}
+	return !strings.HasPrefix(key, ":") && !strings.HasPrefix(key, "grpc-")
+}

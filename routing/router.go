@@ -1,0 +1,169 @@
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// Options configure a Router.
+type Options struct {
+	// Table is where the endpoints come from. Required.
+	Table *Table
+	// DefaultPolicy balances services without a policy of their own.
+	// Default: DefaultPolicy.
+	DefaultPolicy string
+	// ServicePolicies overrides DefaultPolicy per service name.
+	ServicePolicies map[string]string
+	// DialOptions are added to every backend connection (credentials,
+	// window sizes, ...). Default: plaintext.
+	DialOptions []grpc.DialOption
+	// Logger receives connection events. Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// Router hands out one load-balanced connection per service. The
+// connection for a service is made on first use and kept until Close; it
+// follows the table, so it never has to be replaced.
+type Router struct {
+	opts     Options
+	resolver *resolverBuilder
+
+	// conns is an immutable map service → connection, replaced under mu
+	// when a connection is added, so that Conn takes no lock.
+	conns  atomic.Pointer[map[string]*serviceConn]
+	mu     sync.Mutex
+	closed bool
+}
+
+// NewRouter returns a Router over opts.Table.
+func NewRouter(opts Options) (*Router, error) {
+	if opts.Table == nil {
+		return nil, errors.New("routing: NewRouter: Options.Table is required")
+	}
+	if opts.DefaultPolicy == "" {
+		opts.DefaultPolicy = DefaultPolicy
+	}
+	if err := ValidatePolicy(opts.DefaultPolicy); err != nil {
+		return nil, fmt.Errorf("routing: default policy: %w", err)
+	}
+	for service, policy := range opts.ServicePolicies {
+		if err := ValidatePolicy(policy); err != nil {
+			return nil, fmt.Errorf("routing: policy of service %q: %w", service, err)
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	r := &Router{opts: opts}
+	r.resolver = &resolverBuilder{table: opts.Table, pushed: r.pushed}
+	r.conns.Store(&map[string]*serviceConn{})
+	return r, nil
+}
+
+// serviceConn is the connection of one service.
+type serviceConn struct {
+	cc *grpc.ClientConn
+	// endpoints is how many endpoints the resolver last gave cc.
+	endpoints atomic.Int64
+}
+
+// pushed records how many endpoints the resolver of service pushed.
+func (r *Router) pushed(service string, endpoints int) {
+	if sc, ok := (*r.conns.Load())[service]; ok {
+		sc.endpoints.Store(int64(endpoints))
+	}
+}
+
+// Conn returns the connection that balances calls over the endpoints of
+// service. It fails with codes.Unimplemented when no source knows the
+// service, as a server would answer for a service it does not have.
+//
+// A service that is known but has no endpoints fails with
+// codes.Unavailable, saying so.
+func (r *Router) Conn(service string) (grpc.ClientConnInterface, error) {
+	sc, ok := (*r.conns.Load())[service]
+	if !ok {
+		if !r.opts.Table.Has(service) {
+			return nil, status.Errorf(codes.Unimplemented, "quaestor: unknown service %q: no instance of it is listed in the config or registered", service)
+		}
+		var err error
+		if sc, err = r.dial(service); err != nil {
+			return nil, err
+		}
+	}
+	if sc.endpoints.Load() == 0 {
+		return nil, status.Errorf(codes.Unavailable, "quaestor: service %q has no endpoints: none is listed in the config or registered now", service)
+	}
+	return sc.cc, nil
+}
+
+// Services returns the services the router can route to, sorted.
+func (r *Router) Services() []string {
+	return r.opts.Table.Services()
+}
+
+func (r *Router) dial(service string) (*serviceConn, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, status.Error(codes.Unavailable, "quaestor: router is closed")
+	}
+	conns := *r.conns.Load()
+	if sc, ok := conns[service]; ok {
+		return sc, nil
+	}
+	policy := r.opts.DefaultPolicy
+	if p, ok := r.opts.ServicePolicies[service]; ok && p != "" {
+		policy = p
+	}
+	serviceConfig, err := serviceConfigJSON(policy)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "quaestor: policy of service %q: %v", service, err)
+	}
+	dialOpts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithResolvers(r.resolver),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+	}, r.opts.DialOptions...)
+	cc, err := grpc.NewClient(Scheme+":///"+service, dialOpts...)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "quaestor: connecting to service %q: %v", service, err)
+	}
+	sc := &serviceConn{cc: cc}
+	// Until the resolver first pushes (on the first call), the table says
+	// how many endpoints there are.
+	eps, _ := r.opts.Table.Endpoints(service)
+	sc.endpoints.Store(int64(len(eps)))
+	next := maps.Clone(conns)
+	next[service] = sc
+	r.conns.Store(&next)
+	r.opts.Logger.Debug("routing: new service connection", "service", service, "policy", policy)
+	return sc, nil
+}
+
+// Close closes every connection. Calls still running on them fail.
+func (r *Router) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	var errs []error
+	for service, sc := range *r.conns.Load() {
+		if err := sc.cc.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("routing: closing connection of %q: %w", service, err))
+		}
+	}
+	r.conns.Store(&map[string]*serviceConn{})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,164 @@
+package routing
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sync"
+)
+
+// SourceStatic is the source name of endpoints listed in the configuration.
+const SourceStatic = "static"
+
+// Endpoint is one instance of a service that calls can be sent to.
+type Endpoint struct {
+	// Addr is the instance's host:port.
+	Addr string
+	// Source names what put the endpoint in the table: SourceStatic, or a
+	// registry.
+	Source string
+	// ID identifies the instance within its source: the registry key, or the
+	// address for static endpoints.
+	ID string
+	// Metadata is what the instance registered about itself (tls, weight,
+	// zone, ...). Read only.
+	Metadata map[string]string
+}
+
+// Table records the endpoints of every service, merged from all sources.
+// It is safe for concurrent use. Readers that must follow changes subscribe
+// with [Table.Subscribe].
+type Table struct {
+	mu sync.Mutex
+	// services maps service → source → endpoints. A service is known while
+	// at least one source lists it, even with no endpoints.
+	services map[string]map[string][]Endpoint
+	subs     map[string]map[*subscription]struct{}
+}
+
+type subscription struct {
+	notify chan struct{}
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{
+		services: make(map[string]map[string][]Endpoint),
+		subs:     make(map[string]map[*subscription]struct{}),
+	}
+}
+
+// Update replaces the endpoints that source contributes to service. An empty
+// eps keeps the service known to that source with no endpoints; use
+// [Table.Remove] to forget it.
+func (t *Table) Update(service, source string, eps []Endpoint) {
+	eps = slices.Clone(eps)
+	for i := range eps {
+		eps[i].Source = source
+		if eps[i].ID == "" {
+			eps[i].ID = eps[i].Addr
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bySource := t.services[service]
+	if bySource == nil {
+		bySource = make(map[string][]Endpoint)
+		t.services[service] = bySource
+	}
+	bySource[source] = eps
+	t.notifyLocked(service)
+}
+
+// Remove forgets what source contributed to service.
+func (t *Table) Remove(service, source string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bySource, ok := t.services[service]
+	if !ok {
+		return
+	}
+	if _, ok := bySource[source]; !ok {
+		return
+	}
+	delete(bySource, source)
+	if len(bySource) == 0 {
+		delete(t.services, service)
+	}
+	t.notifyLocked(service)
+}
+
+// Endpoints returns the endpoints of service from every source, sorted by
+// address, one per address (a static entry wins over a registered one for
+// the same address). ok is false when no source knows the service.
+func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bySource, ok := t.services[service]
+	if !ok {
+		return nil, false
+	}
+	for _, source := range bySource {
+		eps = append(eps, source...)
+	}
+	slices.SortFunc(eps, func(a, b Endpoint) int {
+		return cmp.Or(cmp.Compare(a.Addr, b.Addr), sourceRank(a.Source)-sourceRank(b.Source),
+			cmp.Compare(a.Source, b.Source), cmp.Compare(a.ID, b.ID))
+	})
+	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr })
+	return eps, true
+}
+
+func sourceRank(source string) int {
+	if source == SourceStatic {
+		return 0
+	}
+	return 1
+}
+
+// Has reports whether any source knows service.
+func (t *Table) Has(service string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.services[service]
+	return ok
+}
+
+// Services returns the names of all known services, sorted.
+func (t *Table) Services() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Sorted(maps.Keys(t.services))
+}
+
+// Subscribe returns a channel that receives a value after every change to
+// service's endpoints, and at once so that the subscriber reads the current
+// state. Changes made while the subscriber is busy are coalesced into one
+// value. cancel ends the subscription; the channel is not closed.
+func (t *Table) Subscribe(service string) (changed <-chan struct{}, cancel func()) {
+	sub := &subscription{notify: make(chan struct{}, 1)}
+	sub.notify <- struct{}{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.subs[service] == nil {
+		t.subs[service] = make(map[*subscription]struct{})
+	}
+	t.subs[service][sub] = struct{}{}
+	return sub.notify, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		delete(t.subs[service], sub)
+		if len(t.subs[service]) == 0 {
+			delete(t.subs, service)
+		}
+	}
+}
+
+func (t *Table) notifyLocked(service string) {
+	for sub := range t.subs[service] {
+		select {
+		case sub.notify <- struct{}{}:
+		default: // a notification is already pending
+		}
+	}
+}
