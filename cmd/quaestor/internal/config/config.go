@@ -1,0 +1,109 @@
+// Package config composes quaestor's configuration from the typed configs
+// of its components, and loads it from a YAML file, QUAESTOR_ environment
+// variables and command-line overrides, in that order of precedence (a
+// later source wins).
+//
+//	cfg, err := config.Load(config.Source{Path: "configs/quaestor.yaml", Environ: os.Environ()})
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/quaestor-go/quaestor/proxy"
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// Proxy is the gRPC front door.
+	Proxy proxy.Config `koanf:"proxy"`
+	// Services lists static endpoints per service, merged with what
+	// registries hold.
+	Services []routing.ServiceConfig `koanf:"services"`
+	// Log sets up the process's logs.
+	Log LogConfig `koanf:"log"`
+}
+
+// LogConfig is the `log:` section.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `koanf:"level"`
+	// Format is text or json. Default text.
+	Format string `koanf:"format"`
+}
+
+// Default returns the configuration with every default set.
+func Default() Config {
+	return Config{
+		Proxy: proxy.DefaultConfig(),
+		Log:   LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate returns an error naming the first key with a bad value.
+func (c Config) Validate() error {
+	if err := c.Proxy.Validate(); err != nil {
+		return err
+	}
+	if err := routing.ValidatePolicy(c.Proxy.Policy); err != nil {
+		return fmt.Errorf("proxy.policy: %w", err)
+	}
+	if err := routing.ValidateServices(c.Services); err != nil {
+		return err
+	}
+	return c.Log.Validate()
+}
+
+// Validate checks the log level and format.
+func (c LogConfig) Validate() error {
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	switch c.Format {
+	case "text", "json":
+		return nil
+	}
+	return fmt.Errorf("log.format: %q is not text or json", c.Format)
+}
+
+func (c LogConfig) level() (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
+		return 0, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Level)
+	}
+	return l, nil
+}
+
+// ServicePolicies returns the policy of each service that names one.
+func (c Config) ServicePolicies() map[string]string {
+	policies := make(map[string]string)
+	for _, s := range c.Services {
+		if s.Policy != "" {
+			policies[s.Name] = s.Policy
+		}
+	}
+	return policies
+}
+
+// errUnknownKey is wrapped by errors about keys no component declares.
+var errUnknownKey = errors.New("unknown config key")
+
+// keyList formats known keys for an error message.
+func keyList(keys []string) string {
+	return strings.Join(keys, ", ")
+}
+
+// NewLogger returns the logger the `log:` section describes, writing to w.
+// The config must be valid.
+func (c LogConfig) NewLogger(w io.Writer) *slog.Logger {
+	level, _ := c.level()
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,146 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func writeFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "quaestor.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoad(t *testing.T) {
+	path := writeFile(t, `
+proxy:
+  listen: 127.0.0.1:6000
+  max_message_size: 1048576
+  drain_timeout: 5s
+services:
+  - name: quaestor.example.v1.Echo
+    endpoints: [127.0.0.1:5161, 127.0.0.1:5162]
+    policy: pick-first
+  - name: other.v1.Svc
+log:
+  format: json
+`)
+	got, err := Load(Source{
+		Path:      path,
+		Environ:   []string{"QUAESTOR_PROXY_DRAIN_TIMEOUT=7s", "HOME=/root", "QUAESTOR_LOG_LEVEL=debug"},
+		Overrides: []string{"proxy.listen=127.0.0.1:7000"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Proxy.Listen = "127.0.0.1:7000"
+	want.Proxy.MaxMessageSize = 1 << 20
+	want.Proxy.DrainTimeout = 7 * time.Second
+	want.Services = []routing.ServiceConfig{
+		{Name: "quaestor.example.v1.Echo", Endpoints: []string{"127.0.0.1:5161", "127.0.0.1:5162"}, Policy: "pick-first"},
+		{Name: "other.v1.Svc"},
+	}
+	want.Log = LogConfig{Level: "debug", Format: "json"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoadDefaultsOnly(t *testing.T) {
+	got, err := Load(Source{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Default(), got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+}
+
+// TestShippedConfigs loads every file under configs/.
+func TestShippedConfigs(t *testing.T) {
+	paths, err := filepath.Glob("../../../../configs/*.yaml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no configs found: %v", err)
+	}
+	for _, path := range paths {
+		if _, err := Load(Source{Path: path}); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		environ []string
+		sets    []string
+		wantErr string
+	}{
+		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
+			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy)`},
+		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
+			wantErr: `unknown config key "proxxy.listen" (known sections: log, proxy, services)`},
+		{name: "unknown key in a service", file: "services:\n  - name: a.B\n    polcy: round-robin\n",
+			wantErr: `services[0]: has invalid keys: polcy`},
+		{name: "bad listen", file: "proxy:\n  listen: localhost\n",
+			wantErr: `proxy.listen: "localhost" is not host:port`},
+		{name: "bad size type", file: "proxy:\n  max_message_size: lots\n",
+			wantErr: `proxy.max_message_size: value "lots": cannot parse value as 'int'`},
+		{name: "negative size", file: "proxy:\n  max_message_size: -1\n",
+			wantErr: `proxy.max_message_size: -1 is out of range, want 1 to 2147483647 bytes`},
+		{name: "bad duration", file: "proxy:\n  drain_timeout: soon\n",
+			wantErr: `proxy.drain_timeout: value "soon": time: invalid duration`},
+		{name: "bad policy", file: "proxy:\n  policy: fastest\n",
+			wantErr: `proxy.policy: unknown policy "fastest" (known: pick-first, round-robin)`},
+		{name: "bad endpoint", file: "services:\n  - name: a.B\n    endpoints: [127.0.0.1]\n",
+			wantErr: `services[0].endpoints[0]: "127.0.0.1" is not host:port`},
+		{name: "bad log level", file: "log:\n  level: loud\n",
+			wantErr: `log.level: "loud" is not debug, info, warn or error`},
+		{name: "bad yaml", file: "proxy: [\n",
+			wantErr: `config: parsing`},
+		{name: "unknown env", environ: []string{"QUAESTOR_PROXY_LISEN=x"},
+			wantErr: `environment variable QUAESTOR_PROXY_LISEN: unknown config key`},
+		{name: "bad env value", environ: []string{"QUAESTOR_PROXY_LISTEN=nope"},
+			wantErr: `proxy.listen: "nope" is not host:port`},
+		{name: "set without value", sets: []string{"proxy.listen"},
+			wantErr: `--set "proxy.listen": want key=value`},
+		{name: "set unknown key", sets: []string{"proxy.port=1"},
+			wantErr: `--set "proxy.port=1": unknown config key "proxy.port"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := Source{Environ: tt.environ, Overrides: tt.sets}
+			if tt.file != "" {
+				src.Path = writeFile(t, tt.file)
+			}
+			_, err := Load(src)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(Source{Path: filepath.Join(t.TempDir(), "none.yaml")})
+	if err == nil || !strings.Contains(err.Error(), "none.yaml: no such file") {
+		t.Errorf("error = %v", err)
+	}
+}

@@ -1,0 +1,94 @@
+package routing_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestTableMergesSources(t *testing.T) {
+	table := routing.NewTable()
+	table.Update("svc", routing.SourceStatic, []routing.Endpoint{{Addr: "127.0.0.1:2"}, {Addr: "127.0.0.1:1"}})
+	table.Update("svc", "etcd", []routing.Endpoint{
+		{Addr: "127.0.0.1:3", ID: "/quaestor/services/default/svc/a"},
+		{Addr: "127.0.0.1:1", ID: "/quaestor/services/default/svc/b"},
+	})
+	got, ok := table.Endpoints("svc")
+	if !ok {
+		t.Fatal("svc unknown")
+	}
+	want := []routing.Endpoint{
+		{Addr: "127.0.0.1:1", Source: routing.SourceStatic, ID: "127.0.0.1:1"},
+		{Addr: "127.0.0.1:2", Source: routing.SourceStatic, ID: "127.0.0.1:2"},
+		{Addr: "127.0.0.1:3", Source: "etcd", ID: "/quaestor/services/default/svc/a"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("endpoints (-want +got):\n%s", diff)
+	}
+
+	table.Remove("svc", routing.SourceStatic)
+	got, _ = table.Endpoints("svc")
+	if len(got) != 2 || got[0].Source != "etcd" {
+		t.Errorf("after removing the static source: %v", got)
+	}
+	table.Remove("svc", "etcd")
+	if table.Has("svc") {
+		t.Errorf("svc still known after every source removed it")
+	}
+	if got := table.Services(); len(got) != 0 {
+		t.Errorf("services = %v, want none", got)
+	}
+}
+
+func TestTableKnownWithoutEndpoints(t *testing.T) {
+	table := routing.NewTable()
+	table.Update("svc", routing.SourceStatic, nil)
+	eps, ok := table.Endpoints("svc")
+	if !ok || len(eps) != 0 {
+		t.Fatalf("Endpoints = %v, %v; want known and empty", eps, ok)
+	}
+	if _, ok := table.Endpoints("other"); ok {
+		t.Fatal("an unlisted service is known")
+	}
+}
+
+func TestTableSubscribe(t *testing.T) {
+	table := routing.NewTable()
+	changed, cancel := table.Subscribe("svc")
+	defer cancel()
+	receive := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no notification %s", what)
+		}
+	}
+	receive("at subscription")
+	// Two changes while the subscriber is busy coalesce into one.
+	table.Update("svc", routing.SourceStatic, []routing.Endpoint{{Addr: "127.0.0.1:1"}})
+	table.Update("svc", routing.SourceStatic, []routing.Endpoint{{Addr: "127.0.0.1:2"}})
+	receive("after the updates")
+	select {
+	case <-changed:
+		t.Fatal("two updates gave two notifications")
+	default:
+	}
+	// Another service's changes are not seen.
+	table.Update("other", routing.SourceStatic, nil)
+	select {
+	case <-changed:
+		t.Fatal("notified of another service")
+	default:
+	}
+	table.Remove("svc", routing.SourceStatic)
+	receive("after the removal")
+}
