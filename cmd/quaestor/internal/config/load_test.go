@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -142,5 +143,36 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(Source{Path: filepath.Join(t.TempDir(), "none.yaml")})
 	if err == nil || !strings.Contains(err.Error(), "none.yaml: no such file") {
 		t.Errorf("error = %v", err)
+	}
+}
+
+// TestReadmeReference checks that the configuration reference in README.md
+// lists every key the configuration structs declare, and no other.
+func TestReadmeReference(t *testing.T) {
+	readme, err := os.ReadFile("../../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ref, ok := strings.Cut(string(readme), "## Configuration reference")
+	if !ok {
+		t.Fatal("README.md has no configuration reference")
+	}
+	ref, _, _ = strings.Cut(ref, "\n## ")
+	documented := map[string]bool{}
+	for _, line := range strings.Split(ref, "\n") {
+		if key, ok := strings.CutPrefix(line, "| `"); ok {
+			key, _, _ = strings.Cut(key, "`")
+			documented[key] = true
+		}
+	}
+	want := map[string]bool{}
+	for _, key := range knownKeys(reflect.TypeFor[Config](), "") {
+		want[key] = true
+	}
+	for _, key := range knownKeys(reflect.TypeFor[routing.ServiceConfig](), "services[].") {
+		want[key] = true
+	}
+	if diff := cmp.Diff(want, documented); diff != "" {
+		t.Errorf("README.md configuration reference vs the config structs (-structs +readme):\n%s", diff)
 	}
 }
