@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -155,7 +156,7 @@ func startProxy(t *testing.T, services map[string][]string, opts ...proxyOption)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router})
+	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
