@@ -1,0 +1,173 @@
+package registry
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+// etcd modes.
+const (
+	ModeEmbedded = "embedded" // a single-node etcd inside the quaestor process
+	ModeExternal = "external" // an etcd cluster run elsewhere
+	ModeNone     = "none"     // no etcd: static endpoints only
+)
+
+// EtcdConfig is the `etcd:` section.
+type EtcdConfig struct {
+	// Mode is embedded, external or none. Default embedded.
+	Mode string `koanf:"mode"`
+	// Endpoints are the client URLs of the external cluster (external
+	// mode), e.g. ["https://10.0.0.1:2379", "https://10.0.0.2:2379"].
+	Endpoints []string `koanf:"endpoints"`
+	// Dir is the embedded etcd's data directory. Default "data/etcd".
+	Dir string `koanf:"dir"`
+	// ClientURL is where the embedded etcd serves clients; keep it on
+	// loopback. Default "http://127.0.0.1:2379".
+	ClientURL string `koanf:"client_url"`
+	// PeerURL is the embedded etcd's peer URL. Default
+	// "http://127.0.0.1:2380".
+	PeerURL string `koanf:"peer_url"`
+	// Prefix starts every key quaestor writes. Default "/quaestor".
+	Prefix string `koanf:"prefix"`
+	// StartTimeout bounds the embedded etcd's start. Default 30s.
+	StartTimeout time.Duration `koanf:"start_timeout"`
+	// AutoCompaction is the revision history the embedded etcd keeps
+	// (periodic compaction). Default 1h.
+	AutoCompaction time.Duration `koanf:"auto_compaction"`
+	// DialTimeout bounds connecting to etcd. Default 5s.
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// RequestTimeout bounds each etcd request. Default 5s.
+	RequestTimeout time.Duration `koanf:"request_timeout"`
+	// Username and Password authenticate to an external cluster with auth
+	// enabled. Default none.
+	Username string `koanf:"username"`
+	Password string `koanf:"password"`
+	// TLS configures client TLS to an external cluster.
+	TLS TLSConfig `koanf:"tls"`
+}
+
+// TLSConfig is the client TLS of etcd connections. With all fields empty
+// and https endpoints, the system roots verify the server.
+type TLSConfig struct {
+	// CA is a PEM file of the CAs that sign the etcd servers' certificates.
+	CA string `koanf:"ca"`
+	// Cert and Key are the PEM client certificate and key, for clusters
+	// that require client certificates.
+	Cert string `koanf:"cert"`
+	Key  string `koanf:"key"`
+	// ServerName overrides the name checked in the servers' certificates.
+	ServerName string `koanf:"server_name"`
+}
+
+// Config is the `registry:` section.
+type Config struct {
+	// Scope separates groups of services sharing one etcd (environments,
+	// tenants). Default "default".
+	Scope string `koanf:"scope"`
+	// LeaseTTL is how long a registration outlives its registrant's last
+	// keep-alive. Minimum 2s (etcd's). Default 10s.
+	LeaseTTL time.Duration `koanf:"lease_ttl"`
+}
+
+// Defaults.
+const (
+	DefaultLeaseTTL = 10 * time.Second
+	MinLeaseTTL     = 2 * time.Second
+)
+
+// DefaultEtcdConfig returns the etcd section's defaults.
+func DefaultEtcdConfig() EtcdConfig {
+	return EtcdConfig{
+		Mode:           ModeEmbedded,
+		Dir:            "data/etcd",
+		ClientURL:      "http://127.0.0.1:2379",
+		PeerURL:        "http://127.0.0.1:2380",
+		Prefix:         DefaultPrefix,
+		StartTimeout:   30 * time.Second,
+		AutoCompaction: time.Hour,
+		DialTimeout:    5 * time.Second,
+		RequestTimeout: 5 * time.Second,
+	}
+}
+
+// DefaultConfig returns the registry section's defaults.
+func DefaultConfig() Config {
+	return Config{Scope: DefaultScope, LeaseTTL: DefaultLeaseTTL}
+}
+
+// Validate returns an error naming the first key with a bad value.
+func (c EtcdConfig) Validate() error {
+	switch c.Mode {
+	case ModeEmbedded:
+		if c.Dir == "" {
+			return fmt.Errorf("etcd.dir: empty, the embedded etcd needs a data directory")
+		}
+		if err := validateURL("etcd.client_url", c.ClientURL); err != nil {
+			return err
+		}
+		if err := validateURL("etcd.peer_url", c.PeerURL); err != nil {
+			return err
+		}
+		if c.StartTimeout <= 0 {
+			return fmt.Errorf("etcd.start_timeout: %s, want more than 0", c.StartTimeout)
+		}
+		if c.AutoCompaction < 0 {
+			return fmt.Errorf("etcd.auto_compaction: %s is negative", c.AutoCompaction)
+		}
+	case ModeExternal:
+		if len(c.Endpoints) == 0 {
+			return fmt.Errorf("etcd.endpoints: empty, external mode needs the cluster's client URLs")
+		}
+		for i, ep := range c.Endpoints {
+			if err := validateURL(fmt.Sprintf("etcd.endpoints[%d]", i), ep); err != nil {
+				return err
+			}
+		}
+		if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+			return fmt.Errorf("etcd.tls.cert and etcd.tls.key: give both or neither (cert %q, key %q)", c.TLS.Cert, c.TLS.Key)
+		}
+		if (c.Username == "") != (c.Password == "") {
+			return fmt.Errorf("etcd.username and etcd.password: give both or neither")
+		}
+	case ModeNone:
+		return nil
+	default:
+		return fmt.Errorf("etcd.mode: %q is not embedded, external or none", c.Mode)
+	}
+	if !strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") && c.Prefix != "/" {
+		return fmt.Errorf("etcd.prefix: %q, want a path starting with / and not ending with /, e.g. /quaestor", c.Prefix)
+	}
+	if c.DialTimeout <= 0 {
+		return fmt.Errorf("etcd.dial_timeout: %s, want more than 0", c.DialTimeout)
+	}
+	if c.RequestTimeout <= 0 {
+		return fmt.Errorf("etcd.request_timeout: %s, want more than 0", c.RequestTimeout)
+	}
+	return nil
+}
+
+func validateURL(key, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: %q is not an http:// or https:// URL with a host", key, raw)
+	}
+	if u.Port() == "" {
+		return fmt.Errorf("%s: %q has no port", key, raw)
+	}
+	return nil
+}
+
+// Validate returns an error naming the first key with a bad value.
+func (c Config) Validate() error {
+	if err := routing.ValidateServiceName(c.Scope); err != nil || c.Scope == "" {
+		return fmt.Errorf("registry.scope: %q, want a non-empty name without '/' or white space", c.Scope)
+	}
+	if c.LeaseTTL < MinLeaseTTL {
+		return fmt.Errorf("registry.lease_ttl: %s is below etcd's minimum of %s", c.LeaseTTL, MinLeaseTTL)
+	}
+	return nil
+}
