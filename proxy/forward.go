@@ -60,6 +60,10 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 		return err
 	}
 
+	// The request side runs on its own goroutine, owned by this call. It is
+	// not waited for: it may be blocked in ss.RecvMsg, which returns only
+	// once this handler has returned and gRPC has ended the server stream;
+	// it then ends at once.
 	var requestErr atomic.Pointer[error]
 	go func() {
 		if err := f.forwardRequests(ss, cs); err != nil {

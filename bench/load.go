@@ -1,0 +1,332 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+)
+
+// callKind is the Echo method a scenario calls.
+type callKind int
+
+const (
+	unaryCall callKind = iota
+	serverStreamCall
+)
+
+// A scenario is one closed-loop workload: callers goroutines, spread
+// round-robin over conns client connections, each making one call after
+// another until the time is up.
+type scenario struct {
+	name    string
+	kind    callKind
+	callers int
+	conns   int
+	// payloadSize is the size of the request payload, echoed back by
+	// unary calls.
+	payloadSize int
+	// responseSize and responseCount ask a server stream for
+	// responseCount responses of responseSize bytes each.
+	responseSize  int
+	responseCount int
+}
+
+// defaultScenarios are the workloads `go run ./bench` measures.
+func defaultScenarios() []scenario {
+	return []scenario{
+		{name: "unary-16", kind: unaryCall, callers: 16, conns: 4, payloadSize: 100},
+		{name: "unary-256", kind: unaryCall, callers: 256, conns: 4, payloadSize: 100},
+		{name: "stream-1MiB", kind: serverStreamCall, callers: 4, conns: 4, responseSize: 1 << 20, responseCount: 64},
+	}
+}
+
+// describe says what the scenario does, for the report.
+func (sc scenario) describe() string {
+	switch sc.kind {
+	case serverStreamCall:
+		return fmt.Sprintf("server stream of %d × %s responses per call, %d callers over %d connections",
+			sc.responseCount, formatBytes(sc.responseSize), sc.callers, sc.conns)
+	default:
+		return fmt.Sprintf("unary calls with a %s payload echoed back, %d callers over %d connections",
+			formatBytes(sc.payloadSize), sc.callers, sc.conns)
+	}
+}
+
+// maxMessageSize is the message size limit of every client and server in
+// the harness, large enough never to be the limit.
+const maxMessageSize = 64 << 20
+
+// loadSettings bound one measurement.
+type loadSettings struct {
+	// warmup runs the load, unrecorded, on the same connections before
+	// measuring.
+	warmup time.Duration
+	// duration is how long workers start new calls for; calls running at
+	// its end are finished and counted.
+	duration time.Duration
+	// callTimeout bounds each call, so that a stuck call cannot hold the
+	// run; a call that hits it counts as an error.
+	callTimeout time.Duration
+}
+
+// maxErrorSamples is how many distinct error messages a result keeps.
+const maxErrorSamples = 5
+
+// result is what one measurement of one scenario against one target saw.
+type result struct {
+	// elapsed runs from the start of the measurement to the end of the
+	// last call.
+	elapsed  time.Duration
+	calls    int64 // calls that succeeded
+	errors   int64 // calls that failed or answered wrongly
+	messages int64 // responses received by successful calls
+	bytes    int64 // response payload bytes received by successful calls
+	// callLatency is the time of each successful call, from its start to
+	// its status.
+	callLatency *histogram
+	// messageGap, for streams, is the time from the call's start to its
+	// first response and from each response to the next.
+	messageGap   *histogram
+	errorSamples []string
+	// cpu is the CPU time the whole process (load generator, proxies and
+	// backends) used during the measurement; cpuKnown is false where the
+	// platform does not tell.
+	cpu      time.Duration
+	cpuKnown bool
+}
+
+func newResult() *result {
+	return &result{callLatency: newHistogram(), messageGap: newHistogram()}
+}
+
+// callsPerSecond is the rate of successful calls.
+func (r *result) callsPerSecond() float64 { return perSecond(r.calls, r.elapsed) }
+
+// messagesPerSecond is the rate of responses received.
+func (r *result) messagesPerSecond() float64 { return perSecond(r.messages, r.elapsed) }
+
+// cores is the average number of CPUs the process kept busy, or NaN when
+// unknown. Below GOMAXPROCS in a saturating scenario, something else on
+// the machine was taking CPU time.
+func (r *result) cores() float64 {
+	if !r.cpuKnown || r.elapsed <= 0 {
+		return math.NaN()
+	}
+	return r.cpu.Seconds() / r.elapsed.Seconds()
+}
+
+// cpuPerCall is the process's CPU time per successful call, or 0 when
+// unknown. Unlike throughput, it barely moves when other work takes CPUs
+// away, and its excess over direct's is what a proxy costs per call.
+func (r *result) cpuPerCall() time.Duration {
+	if !r.cpuKnown || r.calls == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.calls)
+}
+
+// cpuPerMiB is the process's CPU time per MiB of response payload, or 0
+// when unknown.
+func (r *result) cpuPerMiB() time.Duration {
+	if !r.cpuKnown || r.bytes == 0 {
+		return 0
+	}
+	return time.Duration(float64(r.cpu) * (1 << 20) / float64(r.bytes))
+}
+
+// mebibytesPerSecond is the rate of response payload received, in MiB/s.
+func (r *result) mebibytesPerSecond() float64 { return perSecond(r.bytes, r.elapsed) / (1 << 20) }
+
+func perSecond(n int64, elapsed time.Duration) float64 {
+	if elapsed <= 0 {
+		return 0
+	}
+	return float64(n) / elapsed.Seconds()
+}
+
+// fail counts a failed call and keeps its message if it is a new one.
+func (r *result) fail(err error) {
+	r.errors++
+	msg := err.Error()
+	if len(r.errorSamples) < maxErrorSamples && !slices.Contains(r.errorSamples, msg) {
+		r.errorSamples = append(r.errorSamples, msg)
+	}
+}
+
+// merge adds what a worker saw to r.
+func (r *result) merge(w *result) {
+	r.calls += w.calls
+	r.errors += w.errors
+	r.messages += w.messages
+	r.bytes += w.bytes
+	r.callLatency.merge(w.callLatency)
+	r.messageGap.merge(w.messageGap)
+	for _, msg := range w.errorSamples {
+		if len(r.errorSamples) < maxErrorSamples && !slices.Contains(r.errorSamples, msg) {
+			r.errorSamples = append(r.errorSamples, msg)
+		}
+	}
+}
+
+// measure runs sc against the addresses of a target: it opens sc.conns
+// client connections (the i-th to addrs[i % len(addrs)]), warms them up,
+// measures, and closes them. It returns an error only when it could not
+// run; failed calls are counted in the result.
+func measure(ctx context.Context, addrs []string, sc scenario, settings loadSettings) (*result, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("measuring: no address to call")
+	}
+	clients := make([]examplev1.EchoClient, sc.conns)
+	for i := range clients {
+		addr := addrs[i%len(addrs)]
+		cc, err := grpc.NewClient(addr,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(
+				grpc.MaxCallRecvMsgSize(maxMessageSize),
+				grpc.MaxCallSendMsgSize(maxMessageSize)))
+		if err != nil {
+			return nil, fmt.Errorf("measuring: connecting to %s: %w", addr, err)
+		}
+		defer cc.Close()
+		clients[i] = examplev1.NewEchoClient(cc)
+	}
+	if settings.warmup > 0 {
+		runLoop(ctx, clients, sc, settings.warmup, settings.callTimeout)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("measuring: %w", err)
+	}
+	res := runLoop(ctx, clients, sc, settings.duration, settings.callTimeout)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("measuring: %w", err)
+	}
+	return res, nil
+}
+
+// runLoop runs sc's callers over clients for duration and returns what they
+// saw. It returns once every caller has finished its last call: at most
+// callTimeout after duration, or soon after ctx is done.
+func runLoop(ctx context.Context, clients []examplev1.EchoClient, sc scenario, duration, callTimeout time.Duration) *result {
+	// One context bounds every call: it outlives the loop by callTimeout,
+	// so a call started just before the end can finish.
+	loopCtx, cancel := context.WithTimeout(ctx, duration+callTimeout)
+	defer cancel()
+	workers := make([]*result, sc.callers)
+	var wg sync.WaitGroup
+	cpuStart, cpuKnown := processCPUTime()
+	start := time.Now()
+	end := start.Add(duration)
+	for i := range workers {
+		w := &worker{client: clients[i%len(clients)], sc: sc, res: newResult()}
+		workers[i] = w.res
+		wg.Go(func() { w.run(loopCtx, end) })
+	}
+	wg.Wait()
+	total := newResult()
+	total.elapsed = time.Since(start)
+	if cpuEnd, ok := processCPUTime(); ok && cpuKnown {
+		total.cpu, total.cpuKnown = cpuEnd-cpuStart, true
+	}
+	for _, w := range workers {
+		total.merge(w)
+	}
+	return total
+}
+
+// worker is one caller of a closed loop. Its result is its own until the
+// loop is done.
+type worker struct {
+	client examplev1.EchoClient
+	sc     scenario
+	res    *result
+}
+
+// run makes one call after another until end or until ctx is done.
+func (w *worker) run(ctx context.Context, end time.Time) {
+	req := &examplev1.EchoRequest{
+		Payload:       make([]byte, w.sc.payloadSize),
+		ResponseSize:  int32(w.sc.responseSize),
+		ResponseCount: int32(w.sc.responseCount),
+	}
+	call := w.unary
+	if w.sc.kind == serverStreamCall {
+		call = w.serverStream
+	}
+	for ctx.Err() == nil {
+		start := time.Now()
+		if !start.Before(end) {
+			return
+		}
+		if err := call(ctx, req, start); err != nil {
+			w.res.fail(err)
+			continue
+		}
+		w.res.callLatency.record(time.Since(start))
+		w.res.calls++
+	}
+}
+
+// unary makes one unary call and checks that the payload came back.
+func (w *worker) unary(ctx context.Context, req *examplev1.EchoRequest, _ time.Time) error {
+	resp, err := w.client.Unary(ctx, req)
+	if err != nil {
+		return err
+	}
+	if got := len(resp.GetPayload()); got != len(req.GetPayload()) {
+		return fmt.Errorf("unary: got a %d-byte payload back, sent %d bytes", got, len(req.GetPayload()))
+	}
+	w.res.messages++
+	w.res.bytes += int64(len(resp.GetPayload()))
+	return nil
+}
+
+// serverStream makes one server-streaming call, recording the gap before
+// each response, and checks the number and size of the responses.
+func (w *worker) serverStream(ctx context.Context, req *examplev1.EchoRequest, start time.Time) error {
+	// Leaving a stream before its end must cancel it, or it would live on
+	// until the loop's context ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.client.ServerStream(ctx, req)
+	if err != nil {
+		return err
+	}
+	var (
+		messages int64
+		bytes    int64
+		last     = start
+	)
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		w.res.messageGap.record(now.Sub(last))
+		last = now
+		if got := len(resp.GetPayload()); got != int(req.GetResponseSize()) {
+			return fmt.Errorf("server stream: response %d has %d payload bytes, want %d", messages+1, got, req.GetResponseSize())
+		}
+		messages++
+		bytes += int64(len(resp.GetPayload()))
+	}
+	if messages != int64(req.GetResponseCount()) {
+		return fmt.Errorf("server stream: got %d responses, want %d", messages, req.GetResponseCount())
+	}
+	w.res.messages += messages
+	w.res.bytes += bytes
+	return nil
+}
