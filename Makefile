@@ -14,14 +14,15 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-# Starts the example workers, then the proxy on 127.0.0.1:5150, in the
-# foreground. Ctrl-C drains the proxy and stops the workers.
+# Starts the example workers, then `quaestor run` (embedded etcd in
+# data/etcd, the proxy on 127.0.0.1:5150, admin on 127.0.0.1:9150), in the
+# foreground. Ctrl-C drains the proxy, stops etcd and the workers.
 run: build
 	@pids=""; trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null' EXIT INT TERM; \
 	for port in $(WORKER_PORTS); do \
 		$(BIN)/quaestor-worker --port $$port & pids="$$pids $$!"; \
 	done; \
-	$(BIN)/quaestor proxy -c $(CONFIG)
+	$(BIN)/quaestor run -c $(CONFIG)
 
 test:
 	$(GO) test -race -count=1 -timeout 9m ./...

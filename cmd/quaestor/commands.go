@@ -67,7 +67,9 @@ any service; no client change is needed.`,
 	root.PersistentFlags().StringVarP(&flags.configPath, "config", "c", "configs/quaestor.yaml", "configuration file (YAML)")
 	root.PersistentFlags().StringArrayVar(&flags.sets, "set", nil, "override a config key, e.g. --set proxy.listen=127.0.0.1:6000 (repeatable)")
 	root.AddCommand(
+		newRunCommand(&flags, stderr),
 		newProxyCommand(&flags, stderr),
+		newRegisterCommand(&flags, stderr),
 		newVersionCommand(stdout),
 	)
 	return root

@@ -161,7 +161,7 @@ func TestListenAddressTaken(t *testing.T) {
 	}
 	defer lis.Close()
 	var stdout, stderr bytes.Buffer
-	code := execute(t.Context(), []string{"proxy", "-c", writeConfig(t, ""), "--listen", lis.Addr().String()}, &stdout, &stderr)
+	code := execute(t.Context(), []string{"proxy", "-c", writeConfig(t, "etcd: {mode: none}\nadmin: {listen: ''}\n"), "--listen", lis.Addr().String()}, &stdout, &stderr)
 	if code != exitFailure || !strings.Contains(stderr.String(), "proxy.listen "+lis.Addr().String()) ||
 		!strings.Contains(stderr.String(), "address already in use") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
@@ -178,6 +178,10 @@ func TestProxyProcess(t *testing.T) {
 proxy:
   listen: %s
   drain_timeout: 20s
+etcd:
+  mode: none
+admin:
+  listen: ""
 services:
   - name: quaestor.example.v1.Echo
     endpoints: [%s]

@@ -4,24 +4,23 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/config"
-	"github.com/quaestor-go/quaestor/proxy"
-	"github.com/quaestor-go/quaestor/routing"
 )
 
 func newProxyCommand(flags *globalFlags, stderr io.Writer) *cobra.Command {
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "proxy",
-		Short: "Run the gRPC proxy on the configured endpoints",
+		Short: "Run the gRPC proxy, routing to static endpoints and etcd registrations",
 		Long: `Run the gRPC proxy: every call to proxy.listen is forwarded to an endpoint of
-its service. Stops on SIGINT or SIGTERM after draining the calls in flight
-(proxy.drain_timeout).`,
+its service, from the services: list and, unless etcd.mode is none, from the
+registrations in etcd (an external cluster, or the embedded etcd of a
+'quaestor run' at etcd.client_url). Stops on SIGINT or SIGTERM after draining
+the calls in flight (proxy.drain_timeout).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.loadConfig(os.Environ())
@@ -34,38 +33,44 @@ its service. Stops on SIGINT or SIGTERM after draining the calls in flight
 					return usageError{fmt.Errorf("--listen: %w", err)}
 				}
 			}
-			return runProxy(cmd.Context(), cfg, stderr)
+			return runProxy(cmd.Context(), cfg, stderr, false)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (overrides proxy.listen)")
 	return cmd
 }
 
-// runProxy serves the proxy until ctx is done, then drains it.
-func runProxy(ctx context.Context, cfg config.Config, stderr io.Writer) error {
-	logger := cfg.Log.NewLogger(stderr)
-	table := routing.NewTable()
-	if err := routing.LoadStatic(table, cfg.Services); err != nil {
-		return usageError{err}
+func newRunCommand(flags *globalFlags, stderr io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run",
+		Short: "Run everything: the embedded etcd (or the external one), the proxy and the admin server",
+		Long: `Run quaestor all in one: with etcd.mode embedded, a single-node etcd in this
+process (data in etcd.dir, clients at etcd.client_url); with external, a
+client of the cluster at etcd.endpoints. Then the proxy and the admin server.
+Stops on SIGINT or SIGTERM: the proxy drains, then etcd stops.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := flags.loadConfig(os.Environ())
+			if err != nil {
+				return err
+			}
+			return runProxy(cmd.Context(), cfg, stderr, true)
+		},
 	}
-	router, err := routing.NewRouter(routing.Options{
-		Table:           table,
-		DefaultPolicy:   cfg.Proxy.Policy,
-		ServicePolicies: cfg.ServicePolicies(),
-		Logger:          logger,
-	})
+}
+
+// runProxy runs the proxy, its routing and the admin server until ctx is
+// done; with startEmbedded, also the embedded etcd.
+func runProxy(ctx context.Context, cfg config.Config, stderr io.Writer, startEmbedded bool) error {
+	s := newStack(cfg, stderr)
+	defer s.stop()
+	client, err := s.startEtcd(startEmbedded)
 	if err != nil {
 		return err
 	}
-	defer router.Close()
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg.Proxy, Router: router, Logger: logger})
+	router, err := s.startRouting(client)
 	if err != nil {
 		return err
 	}
-	lis, err := net.Listen("tcp", cfg.Proxy.Listen)
-	if err != nil {
-		return fmt.Errorf("proxy.listen %s: %w", cfg.Proxy.Listen, err)
-	}
-	logger.Info("quaestor proxy started", "version", buildVersion(), "listen", lis.Addr().String(), "services", len(cfg.Services))
-	return srv.Run(ctx, lis)
+	return s.serveProxy(ctx, router)
 }

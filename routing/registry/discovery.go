@@ -127,14 +127,17 @@ func (s DiscoveryStatus) Ready() bool { return s.Synced && s.Watching && s.Conne
 func (d *Discovery) followConnection(ctx context.Context) {
 	conn := d.opts.Client.ActiveConnection()
 	state := conn.GetState()
+	reportedDown := false
 	for {
 		up := state == connectivity.Ready || state == connectivity.Idle
-		if was := d.connected.Swap(up); was != up {
-			if up {
-				d.opts.Logger.Info("registry: etcd reachable again", "prefix", d.scopePrefix)
-			} else if d.synced.Load() {
-				d.opts.Logger.Warn("registry: etcd unreachable; routing on the last known endpoints", "prefix", d.scopePrefix, "state", state.String())
-			}
+		d.connected.Store(up)
+		switch {
+		case !up && !reportedDown && d.synced.Load():
+			reportedDown = true
+			d.opts.Logger.Warn("registry: etcd unreachable; routing on the last known endpoints", "prefix", d.scopePrefix, "state", state.String())
+		case up && reportedDown:
+			reportedDown = false
+			d.opts.Logger.Info("registry: etcd reachable again", "prefix", d.scopePrefix)
 		}
 		if state == connectivity.Idle {
 			conn.Connect()

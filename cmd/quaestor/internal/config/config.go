@@ -13,14 +13,22 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/admin"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
+	"github.com/quaestor-go/quaestor/routing/registry"
 )
 
 // Config is the whole configuration file.
 type Config struct {
 	// Proxy is the gRPC front door.
 	Proxy proxy.Config `koanf:"proxy"`
+	// Admin is the operator HTTP server.
+	Admin admin.Config `koanf:"admin"`
+	// Etcd is where registrations live.
+	Etcd registry.EtcdConfig `koanf:"etcd"`
+	// Registry places and times registrations.
+	Registry registry.Config `koanf:"registry"`
 	// Services lists static endpoints per service, merged with what
 	// registries hold.
 	Services []routing.ServiceConfig `koanf:"services"`
@@ -39,8 +47,11 @@ type LogConfig struct {
 // Default returns the configuration with every default set.
 func Default() Config {
 	return Config{
-		Proxy: proxy.DefaultConfig(),
-		Log:   LogConfig{Level: "info", Format: "text"},
+		Proxy:    proxy.DefaultConfig(),
+		Admin:    admin.DefaultConfig(),
+		Etcd:     registry.DefaultEtcdConfig(),
+		Registry: registry.DefaultConfig(),
+		Log:      LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -53,6 +64,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("proxy.policy: %w", err)
 	}
 	if err := routing.ValidateServices(c.Services); err != nil {
+		return err
+	}
+	if err := c.Admin.Validate(); err != nil {
+		return err
+	}
+	if err := c.Etcd.Validate(); err != nil {
+		return err
+	}
+	if err := c.Registry.Validate(); err != nil {
 		return err
 	}
 	return c.Log.Validate()

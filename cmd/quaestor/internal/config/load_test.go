@@ -40,6 +40,11 @@ services:
   - name: other.v1.Svc
 log:
   format: json
+etcd:
+  mode: external
+  endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
+  tls:
+    ca: /etc/quaestor/etcd-ca.pem
 `)
 	got, err := Load(Source{
 		Path:      path,
@@ -58,6 +63,9 @@ log:
 		{Name: "other.v1.Svc"},
 	}
 	want.Log = LogConfig{Level: "debug", Format: "json"}
+	want.Etcd.Mode = "external"
+	want.Etcd.Endpoints = []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}
+	want.Etcd.TLS.CA = "/etc/quaestor/etcd-ca.pem"
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
@@ -97,7 +105,15 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
 			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy)`},
 		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxxy.listen" (known sections: log, proxy, services)`},
+			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, log, proxy, registry, services)`},
+		{name: "bad etcd mode", file: "etcd:\n  mode: cluster\n",
+			wantErr: `etcd.mode: "cluster" is not embedded, external or none`},
+		{name: "unknown tls key", file: "etcd:\n  tls:\n    cafile: x\n",
+			wantErr: `unknown config key "etcd.tls.cafile" (known keys: etcd.auto_compaction, etcd.client_url`},
+		{name: "short lease", environ: []string{"QUAESTOR_REGISTRY_LEASE_TTL=1s"},
+			wantErr: "registry.lease_ttl: 1s is below etcd's minimum of 2s"},
+		{name: "bad admin listen", file: "admin:\n  listen: nope\n",
+			wantErr: `admin.listen: "nope" is not host:port`},
 		{name: "unknown key in a service", file: "services:\n  - name: a.B\n    polcy: round-robin\n",
 			wantErr: `services[0]: has invalid keys: polcy`},
 		{name: "bad listen", file: "proxy:\n  listen: localhost\n",

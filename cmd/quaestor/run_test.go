@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+)
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestRunProcess runs `quaestor run` with its embedded etcd, registers a
+// worker with `quaestor register`, calls it through the proxy, and stops
+// everything with SIGTERM.
+func TestRunProcess(t *testing.T) {
+	etcdClient := freeAddr(t)
+	listen, adminAddr := freeAddr(t), freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+proxy:
+  listen: %s
+admin:
+  listen: %s
+etcd:
+  mode: embedded
+  dir: %s
+  client_url: http://%s
+  peer_url: http://%s
+registry:
+  lease_ttl: 2s
+`, listen, adminAddr, filepath.Join(t.TempDir(), "etcd"), etcdClient, freeAddr(t)))
+	run, _ := start(t, "quaestor", "run", "-c", cfg)
+	ctx := testContext(t)
+	for {
+		code, body := httpGet(t, "http://"+adminAddr+"/readyz")
+		if code == http.StatusOK {
+			if !strings.Contains(body, "[+] etcd discovery ok") {
+				t.Fatalf("readyz: %s", body)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("quaestor run never became ready: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	worker := startWorker(t)
+	register, _ := start(t, "quaestor", "register", "-c", cfg, "--service", "quaestor.example.v1.Echo", "--addr", worker, "--meta", "zone=a")
+	cc, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	echo := examplev1.NewEchoClient(cc)
+	for {
+		resp, err := echo.Unary(ctx, &examplev1.EchoRequest{})
+		if err == nil {
+			if resp.GetServer() != worker {
+				t.Fatalf("answered by %q, want %q", resp.GetServer(), worker)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the registered worker was never reached: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, body := httpGet(t, "http://"+adminAddr+"/metrics"); !strings.Contains(body, "quaestor_etcd_discovery_ready 1") {
+		t.Errorf("metrics lack quaestor_etcd_discovery_ready 1")
+	}
+
+	// Stopping register revokes its lease: the service is gone at once,
+	// long before a TTL could pass.
+	if err := register.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-register.done; err != nil {
+		t.Fatalf("register exited with %v", err)
+	}
+	register.done <- nil
+	for {
+		_, err := echo.Unary(ctx, &examplev1.EchoRequest{})
+		if st := status.Convert(err); st.Code() == codes.Unimplemented || st.Code() == codes.Unavailable {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("calls still succeed after deregistration: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-run.done:
+		run.done <- err
+		if err != nil {
+			t.Fatalf("quaestor run exited with %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("quaestor run did not exit")
+	}
+	// Its ports are released.
+	for _, addr := range []string{listen, adminAddr, etcdClient} {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("%s still taken after exit: %v", addr, err)
+			continue
+		}
+		lis.Close()
+	}
+}
+
+func TestRunEtcdPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := writeConfig(t, fmt.Sprintf(`
+proxy: {listen: %s}
+admin: {listen: ""}
+etcd: {mode: embedded, dir: %s, client_url: "http://%s", peer_url: "http://%s"}
+`, freeAddr(t), filepath.Join(t.TempDir(), "etcd"), taken.Addr(), freeAddr(t)))
+	var stdout, stderr strings.Builder
+	code := execute(t.Context(), []string{"run", "-c", cfg}, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "starting the embedded etcd") ||
+		!strings.Contains(stderr.String(), "address already in use") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/admin"
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/config"
+	"github.com/quaestor-go/quaestor/proxy"
+	"github.com/quaestor-go/quaestor/routing"
+	"github.com/quaestor-go/quaestor/routing/registry"
+)
+
+// stack is the set of components one command runs, started in order and
+// stopped in reverse.
+type stack struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	metrics *prometheus.Registry
+	checks  []admin.Check
+	stops   []func()
+}
+
+func newStack(cfg config.Config, stderr io.Writer) *stack {
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return &stack{cfg: cfg, logger: cfg.Log.NewLogger(stderr), metrics: metrics}
+}
+
+// onStop adds a step to run at shutdown; steps run last first.
+func (s *stack) onStop(stop func()) { s.stops = append(s.stops, stop) }
+
+// stop runs the shutdown steps.
+func (s *stack) stop() {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i]()
+	}
+	s.stops = nil
+}
+
+// startEtcd starts the embedded etcd when startEmbedded and the mode is
+// embedded, and returns a client to the configured etcd, or nil in mode
+// none.
+func (s *stack) startEtcd(startEmbedded bool) (*clientv3.Client, error) {
+	cfg := s.cfg.Etcd
+	if cfg.Mode == registry.ModeNone {
+		s.logger.Info("etcd: mode none, static endpoints only")
+		return nil, nil
+	}
+	if cfg.Mode == registry.ModeEmbedded && startEmbedded {
+		started := time.Now()
+		embedded, err := registry.StartEmbedded(registry.EmbeddedFromConfig(cfg, s.logger))
+		if err != nil {
+			return nil, err
+		}
+		s.onStop(embedded.Close)
+		s.logger.Info("etcd: embedded member started", "client_url", cfg.ClientURL, "dir", cfg.Dir, "took", time.Since(started).Round(time.Millisecond))
+	}
+	client, err := registry.NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.onStop(func() { _ = client.Close() })
+	return client, nil
+}
+
+// startRouting fills a table from the static services and, with a client,
+// from etcd, and returns a router over it.
+func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
+	table := routing.NewTable()
+	if err := routing.LoadStatic(table, s.cfg.Services); err != nil {
+		return nil, usageError{err}
+	}
+	if client != nil {
+		disc, err := registry.StartDiscovery(registry.DiscoveryOptions{
+			Client:         client,
+			Table:          table,
+			Prefix:         s.cfg.Etcd.Prefix,
+			Scope:          s.cfg.Registry.Scope,
+			RequestTimeout: s.cfg.Etcd.RequestTimeout,
+			Logger:         s.logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.onStop(disc.Close)
+		s.metrics.MustRegister(admin.DiscoveryCollectors(disc)...)
+		s.checks = append(s.checks, admin.Check{Name: "etcd discovery", Ready: func() error {
+			st := disc.Status()
+			switch {
+			case st.Ready():
+				return nil
+			case !st.Synced:
+				return fmt.Errorf("not listed yet: %v", st.LastError)
+			case !st.Connected:
+				return errors.New("etcd unreachable; routing on the last known endpoints")
+			default:
+				return fmt.Errorf("watch restarting: %v", st.LastError)
+			}
+		}})
+	} else {
+		s.checks = append(s.checks, admin.Check{Name: "static routing", Ready: func() error { return nil }})
+	}
+	router, err := routing.NewRouter(routing.Options{
+		Table:           table,
+		DefaultPolicy:   s.cfg.Proxy.Policy,
+		ServicePolicies: s.cfg.ServicePolicies(),
+		Logger:          s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.onStop(func() { _ = router.Close() })
+	return router, nil
+}
+
+// serveAdmin starts the admin server, unless admin.listen is empty.
+func (s *stack) serveAdmin() error {
+	if s.cfg.Admin.Listen == "" {
+		return nil
+	}
+	srv, err := admin.New(admin.Options{Listen: s.cfg.Admin.Listen, Checks: s.checks, Gatherer: s.metrics, Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(); err != nil {
+			s.logger.Error("admin server failed", "error", err)
+		}
+	}()
+	s.onStop(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+	})
+	return nil
+}
+
+// serveProxy serves the proxy until ctx is done, then drains it.
+func (s *stack) serveProxy(ctx context.Context, router *routing.Router) error {
+	srv, err := proxy.NewServer(proxy.Options{Config: s.cfg.Proxy, Router: router, Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	lis, err := net.Listen("tcp", s.cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy.listen %s: %w", s.cfg.Proxy.Listen, err)
+	}
+	s.checks = append(s.checks, admin.Check{Name: "proxy", Ready: func() error { return nil }})
+	if err := s.serveAdmin(); err != nil {
+		lis.Close()
+		return err
+	}
+	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),
+		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services))
+	return srv.Run(ctx, lis)
+}
