@@ -54,10 +54,10 @@ type Discovery struct {
 	synced    atomic.Bool // listed at least once
 	watching  atomic.Bool // a watch is running now
 	connected atomic.Bool // the client's connection to etcd is up
-	restarts atomic.Int64
-	skipped  atomic.Int64
-	lastErr  atomic.Pointer[error]
-	revision atomic.Int64
+	restarts  atomic.Int64
+	skipped   atomic.Int64
+	lastErr   atomic.Pointer[error]
+	revision  atomic.Int64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -161,9 +161,9 @@ func (d *Discovery) Status() DiscoveryStatus {
 		Synced:    d.synced.Load(),
 		Watching:  d.watching.Load(),
 		Connected: d.connected.Load(),
-		Restarts: d.restarts.Load(),
-		Skipped:  d.skipped.Load(),
-		Revision: d.revision.Load(),
+		Restarts:  d.restarts.Load(),
+		Skipped:   d.skipped.Load(),
+		Revision:  d.revision.Load(),
 	}
 	if err := d.lastErr.Load(); err != nil {
 		s.LastError = *err

@@ -61,7 +61,7 @@ type Registrar struct {
 	// unwritten holds the keys of instances whose write failed; the
 	// keeper retries them under the current lease.
 	unwritten map[string]bool
-	lease     clientv3.LeaseID    // 0 while there is none
+	lease     clientv3.LeaseID // 0 while there is none
 	// leaseChanged is closed and replaced whenever lease changes.
 	leaseChanged chan struct{}
 
