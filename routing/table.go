@@ -101,12 +101,25 @@ func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
 	for _, source := range bySource {
 		eps = append(eps, source...)
 	}
-	slices.SortFunc(eps, func(a, b Endpoint) int {
-		return cmp.Or(cmp.Compare(a.Addr, b.Addr), sourceRank(a.Source)-sourceRank(b.Source),
-			cmp.Compare(a.Source, b.Source), cmp.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(eps, compareEndpoints)
 	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr })
 	return eps, true
+}
+
+// compareEndpoints orders by address, then static first, then by source
+// and ID, so that the one kept per address is always the same. The later
+// keys are compared only on ties (cmp.Or would evaluate them all).
+func compareEndpoints(a, b Endpoint) int {
+	if c := cmp.Compare(a.Addr, b.Addr); c != 0 {
+		return c
+	}
+	if c := sourceRank(a.Source) - sourceRank(b.Source); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Source, b.Source); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
 }
 
 func sourceRank(source string) int {

@@ -328,10 +328,8 @@ func (d *Discovery) publish(service string) {
 		d.opts.Table.Remove(service, SourceEtcd)
 		return
 	}
-	list := make([]routing.Endpoint, 0, len(eps))
-	for _, key := range slices.Sorted(maps.Keys(eps)) {
-		list = append(list, eps[key])
-	}
+	// The table orders endpoints itself.
+	list := slices.Collect(maps.Values(eps))
 	d.opts.Table.Update(service, SourceEtcd, list)
 }
 
