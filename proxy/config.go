@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"os"
 	"time"
 )
 
@@ -11,8 +12,13 @@ type Config struct {
 	// Listen is the address the proxy serves gRPC on. Default
 	// "127.0.0.1:5150".
 	Listen string `koanf:"listen"`
+	// Advertise is the host:port other machines reach this proxy at, as
+	// registered in etcd for the look-aside discovery. Default: the listen
+	// address, with this machine's host name when it listens on all
+	// interfaces.
+	Advertise string `koanf:"advertise"`
 	// Policy is the balancing policy of services without their own (see
-	// routing.Policies). Default "round-robin". Validated by routing.
+	// routing.Policies). Default "least-loaded". Validated by routing.
 	Policy string `koanf:"policy"`
 	// MaxMessageSize is the largest message, in bytes, the proxy forwards
 	// in either direction; larger ones fail the call with
@@ -37,7 +43,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		Listen:         DefaultListen,
-		Policy:         "round-robin",
+		Policy:         "least-loaded",
 		MaxMessageSize: DefaultMaxMessageSize,
 		DrainTimeout:   DefaultDrainTimeout,
 	}
@@ -48,6 +54,11 @@ func (c Config) Validate() error {
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		return fmt.Errorf("proxy.listen: %q is not host:port", c.Listen)
 	}
+	if c.Advertise != "" {
+		if host, port, err := net.SplitHostPort(c.Advertise); err != nil || host == "" || port == "" || port == "0" {
+			return fmt.Errorf("proxy.advertise: %q is not host:port", c.Advertise)
+		}
+	}
 	if c.MaxMessageSize <= 0 || c.MaxMessageSize > maxMessageSizeLimit {
 		return fmt.Errorf("proxy.max_message_size: %d is out of range, want 1 to %d bytes", c.MaxMessageSize, maxMessageSizeLimit)
 	}
@@ -55,4 +66,22 @@ func (c Config) Validate() error {
 		return fmt.Errorf("proxy.drain_timeout: %s is negative", c.DrainTimeout)
 	}
 	return nil
+}
+
+// AdvertiseAddr returns the address to register for this proxy, given the
+// address it listens on.
+func (c Config) AdvertiseAddr(listening net.Addr) string {
+	if c.Advertise != "" {
+		return c.Advertise
+	}
+	host, port, err := net.SplitHostPort(listening.String())
+	if err != nil {
+		return listening.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil {
+			host = name
+		}
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -12,6 +12,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	rpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+
+	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
 )
 
 // Options configure a Server.
@@ -26,6 +28,15 @@ type Options struct {
 	Director Director
 	// ServerOptions are added to the gRPC server's (credentials, ...).
 	ServerOptions []grpc.ServerOption
+	// Locator, when set, answers the look-aside discovery RPCs
+	// (Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc) on the proxy's port.
+	Locator Locator
+	// Scope is the registry scope the look-aside discovery serves.
+	// Default "default".
+	Scope string
+	// BeforeDrain, when set, runs when a drain starts, after health turns
+	// NOT_SERVING and before the listener closes: the place to deregister.
+	BeforeDrain func()
 	// Register, when set, registers more services of the proxy's own on
 	// the server before it starts (they take precedence over forwarding).
 	Register func(*grpc.Server)
@@ -35,7 +46,8 @@ type Options struct {
 
 // Server is the proxy's gRPC server.
 type Server struct {
-	cfg       Config
+	cfg         Config
+	beforeDrain func()
 	grpc      *grpc.Server
 	health    *healthServer
 	forwarder *forwarder
@@ -57,7 +69,8 @@ func NewServer(opts Options) (*Server, error) {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{
-		cfg:    opts.Config,
+		cfg:         opts.Config,
+		beforeDrain: opts.BeforeDrain,
 		logger: opts.Logger,
 		forwarder: &forwarder{
 			director:       opts.Director,
@@ -73,6 +86,12 @@ func NewServer(opts Options) (*Server, error) {
 		grpc.MaxSendMsgSize(opts.Config.MaxMessageSize),
 	}, opts.ServerOptions...)
 	s.grpc = grpc.NewServer(serverOpts...)
+	if opts.Locator != nil {
+		if opts.Scope == "" {
+			opts.Scope = "default"
+		}
+		sdpb.RegisterServiceDiscoveryGrpcServer(s.grpc, &discoveryServer{scope: opts.Scope, locator: opts.Locator})
+	}
 	if opts.Register != nil {
 		opts.Register(s.grpc)
 	}
@@ -123,6 +142,9 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 func (s *Server) Drain(ctx context.Context) error {
 	s.health.drain()
 	s.logger.Info("proxy: draining", "in_flight", s.forwarder.inFlight.Load())
+	if s.beforeDrain != nil {
+		s.beforeDrain()
+	}
 	stopped := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()

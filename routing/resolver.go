@@ -3,7 +3,9 @@ package routing
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/attributes"
 	"google.golang.org/grpc/resolver"
@@ -29,8 +31,9 @@ func EndpointOf(attrs *attributes.Attributes) (Endpoint, bool) {
 // nothing is registered globally.
 type resolverBuilder struct {
 	table *Table
-	// pushed, when set, is told how many endpoints each push carried.
-	pushed func(service string, endpoints int)
+	// pushed, when set, is told how many endpoints each push carried, of
+	// how many listed.
+	pushed func(service string, available, listed int)
 }
 
 var _ resolver.Builder = (*resolverBuilder)(nil)
@@ -61,7 +64,7 @@ type tableResolver struct {
 	service string
 	cc      resolver.ClientConn
 	cancel  context.CancelFunc
-	pushed  func(service string, endpoints int)
+	pushed  func(service string, available, listed int)
 	wg      sync.WaitGroup
 }
 
@@ -76,8 +79,12 @@ func (r *tableResolver) follow(ctx context.Context, changed <-chan struct{}) {
 	}
 }
 
+// push gives the balancer the endpoints that may get calls now: healthy
+// and not ejected. Every push makes the balancer rank them again.
 func (r *tableResolver) push() {
-	eps, _ := r.table.Endpoints(r.service)
+	listed, _ := r.table.Endpoints(r.service)
+	now := time.Now()
+	eps := slices.DeleteFunc(slices.Clone(listed), func(ep Endpoint) bool { return !ep.State.Available(now) })
 	state := resolver.State{
 		Endpoints: make([]resolver.Endpoint, 0, len(eps)),
 		Addresses: make([]resolver.Address, 0, len(eps)),
@@ -96,7 +103,7 @@ func (r *tableResolver) push() {
 	// a service without endpoints before they reach the balancer.)
 	_ = r.cc.UpdateState(state)
 	if r.pushed != nil {
-		r.pushed(r.service, len(eps))
+		r.pushed(r.service, len(eps), len(listed))
 	}
 }
 

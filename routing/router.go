@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,6 +24,12 @@ type Options struct {
 	DefaultPolicy string
 	// ServicePolicies overrides DefaultPolicy per service name.
 	ServicePolicies map[string]string
+	// HashKeys names, per service, the metadata key consistent-hash
+	// hashes.
+	HashKeys map[string]string
+	// LoadMaxAge is how old a load report may be and still rank an
+	// endpoint. Default 10s.
+	LoadMaxAge time.Duration
 	// DialOptions are added to every backend connection (credentials,
 	// window sizes, ...). Default: plaintext.
 	DialOptions []grpc.DialOption
@@ -63,6 +70,10 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.LoadMaxAge == 0 {
+		opts.LoadMaxAge = DefaultLoadMaxAge
+	}
+	registerBalancerOnce()
 	r := &Router{opts: opts}
 	r.resolver = &resolverBuilder{table: opts.Table, pushed: r.pushed}
 	r.conns.Store(&map[string]*serviceConn{})
@@ -72,14 +83,16 @@ func NewRouter(opts Options) (*Router, error) {
 // serviceConn is the connection of one service.
 type serviceConn struct {
 	cc *grpc.ClientConn
-	// endpoints is how many endpoints the resolver last gave cc.
-	endpoints atomic.Int64
+	// available and listed are how many endpoints the resolver last gave
+	// cc, and of how many the table lists.
+	available, listed atomic.Int64
 }
 
 // pushed records how many endpoints the resolver of service pushed.
-func (r *Router) pushed(service string, endpoints int) {
+func (r *Router) pushed(service string, available, listed int) {
 	if sc, ok := (*r.conns.Load())[service]; ok {
-		sc.endpoints.Store(int64(endpoints))
+		sc.available.Store(int64(available))
+		sc.listed.Store(int64(listed))
 	}
 }
 
@@ -100,7 +113,10 @@ func (r *Router) Conn(service string) (grpc.ClientConnInterface, error) {
 			return nil, err
 		}
 	}
-	if sc.endpoints.Load() == 0 {
+	if sc.available.Load() == 0 {
+		if listed := sc.listed.Load(); listed > 0 {
+			return nil, status.Errorf(codes.Unavailable, "quaestor: no healthy endpoint of service %q: its %d endpoints fail their health checks or were ejected", service, listed)
+		}
 		return nil, status.Errorf(codes.Unavailable, "quaestor: service %q has no endpoints: none is listed in the config or registered now", service)
 	}
 	return sc.cc, nil
@@ -125,7 +141,7 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 	if p, ok := r.opts.ServicePolicies[service]; ok && p != "" {
 		policy = p
 	}
-	serviceConfig, err := serviceConfigJSON(policy)
+	serviceConfig, err := serviceConfigJSON(policy, PolicyConfig{HashKey: r.opts.HashKeys[service], LoadMaxAge: r.opts.LoadMaxAge})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "quaestor: policy of service %q: %v", service, err)
 	}
@@ -142,7 +158,13 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 	// Until the resolver first pushes (on the first call), the table says
 	// how many endpoints there are.
 	eps, _ := r.opts.Table.Endpoints(service)
-	sc.endpoints.Store(int64(len(eps)))
+	now := time.Now()
+	sc.listed.Store(int64(len(eps)))
+	for _, ep := range eps {
+		if ep.State.Available(now) {
+			sc.available.Add(1)
+		}
+	}
 	next := maps.Clone(conns)
 	next[service] = sc
 	r.conns.Store(&next)
@@ -166,4 +188,16 @@ func (r *Router) Close() error {
 	}
 	r.conns.Store(&map[string]*serviceConn{})
 	return errors.Join(errs...)
+}
+
+// Locate returns the addresses of the endpoints of service that may get
+// calls now, least loaded first (see Table.Ranked); known is false when no
+// source lists the service. It answers the look-aside discovery RPCs.
+func (r *Router) Locate(service string) (addrs []string, known bool) {
+	eps, known := r.opts.Table.Ranked(service, r.opts.LoadMaxAge)
+	addrs = make([]string, len(eps))
+	for i, ep := range eps {
+		addrs[i] = ep.Addr
+	}
+	return addrs, known
 }

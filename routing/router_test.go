@@ -133,28 +133,43 @@ func TestRouterFollowsTable(t *testing.T) {
 	}
 }
 
-func TestRouterPickFirst(t *testing.T) {
+func TestRouterFailover(t *testing.T) {
 	a, b := startEcho(t, "a"), startEcho(t, "b")
 	table := routing.NewTable()
-	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: a}, {Addr: b}})
-	r := newRouter(t, table, routing.Options{ServicePolicies: map[string]string{echoService: routing.PolicyPickFirst}})
-	cc, err := r.Conn(echoService)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{
+		{Addr: a, Metadata: map[string]string{"priority": "1"}},
+		{Addr: b, Metadata: map[string]string{"priority": "0"}},
+	})
+	r := newRouter(t, table, routing.Options{ServicePolicies: map[string]string{echoService: routing.PolicyFailover}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	want := ""
-	for i := range 20 {
+	call := func() string {
+		t.Helper()
+		cc, err := r.Conn(echoService)
+		if err != nil {
+			t.Fatal(err)
+		}
 		resp, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
-			want = resp.GetServer()
+		return resp.GetServer()
+	}
+	// Until b, the first in priority, is connected, a may answer.
+	for call() != "b" {
+		if ctx.Err() != nil {
+			t.Fatal("calls never reached the first in priority")
 		}
-		if resp.GetServer() != want {
-			t.Fatalf("pick-first moved from %s to %s with both up", want, resp.GetServer())
+	}
+	for range 20 {
+		if got := call(); got != "b" {
+			t.Fatalf("failover moved from b to %s with b up", got)
+		}
+	}
+	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: a, Metadata: map[string]string{"priority": "1"}}})
+	for call() != "a" {
+		if ctx.Err() != nil {
+			t.Fatal("calls never failed over to a")
 		}
 	}
 }

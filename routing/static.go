@@ -19,6 +19,9 @@ type ServiceConfig struct {
 	// Policy overrides proxy.policy for this service. Default: empty, the
 	// proxy's policy.
 	Policy string `koanf:"policy"`
+	// HashKey is the request metadata key the consistent-hash policy
+	// hashes, e.g. "x-session-id". Required with that policy.
+	HashKey string `koanf:"hash_key"`
 }
 
 // ValidateServices checks the `services:` list; errors name the entry and
@@ -43,6 +46,9 @@ func ValidateServices(services []ServiceConfig) error {
 			if err := ValidatePolicy(svc.Policy); err != nil {
 				return fmt.Errorf("%s.policy: %w", key, err)
 			}
+		}
+		if svc.Policy == PolicyConsistentHash && svc.HashKey == "" {
+			return fmt.Errorf("%s.hash_key: empty, the consistent-hash policy needs the metadata key to hash", key)
 		}
 	}
 	return nil
@@ -85,8 +91,9 @@ func LoadStatic(table *Table, services []ServiceConfig) error {
 	for _, svc := range services {
 		listed[svc.Name] = true
 		eps := make([]Endpoint, 0, len(svc.Endpoints))
-		for _, addr := range svc.Endpoints {
-			eps = append(eps, Endpoint{Addr: addr})
+		for i, addr := range svc.Endpoints {
+			// The order listed is the failover policy's priority.
+			eps = append(eps, Endpoint{Addr: addr, Metadata: map[string]string{"priority": strconv.Itoa(i)}})
 		}
 		table.Update(svc.Name, SourceStatic, eps)
 	}

@@ -16,7 +16,7 @@ func TestValidateServices(t *testing.T) {
 	}{
 		{name: "valid", services: []routing.ServiceConfig{
 			{Name: "a.B", Endpoints: []string{"127.0.0.1:1", "[::1]:2", "host.example:3"}},
-			{Name: "a.C", Policy: routing.PolicyPickFirst},
+			{Name: "a.C", Policy: routing.PolicyFailover},
 		}},
 		{name: "empty name", services: []routing.ServiceConfig{{}},
 			wantErr: "services[0].name: service name is empty"},
@@ -31,7 +31,7 @@ func TestValidateServices(t *testing.T) {
 		{name: "no host", services: []routing.ServiceConfig{{Name: "a.B", Endpoints: []string{":80"}}},
 			wantErr: `services[0].endpoints[0]: ":80" has no host`},
 		{name: "unknown policy", services: []routing.ServiceConfig{{Name: "a.B", Policy: "fastest"}},
-			wantErr: `services[0].policy: unknown policy "fastest" (known: pick-first, round-robin)`},
+			wantErr: `services[0].policy: unknown policy "fastest" (known: consistent-hash, failover, least-loaded, least-request, peak-ewma, round-robin, weighted-round-robin)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

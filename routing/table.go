@@ -2,6 +2,7 @@ package routing
 
 import (
 	"cmp"
+	"log/slog"
 	"maps"
 	"slices"
 	"sync"
@@ -23,6 +24,9 @@ type Endpoint struct {
 	// Metadata is what the instance registered about itself (tls, weight,
 	// zone, ...). Read only.
 	Metadata map[string]string
+	// State is the endpoint's live health and load, shared by every
+	// source listing the same address. Set by the table.
+	State *EndpointState
 }
 
 // Table records the endpoints of every service, merged from all sources.
@@ -33,7 +37,15 @@ type Table struct {
 	// services maps service → source → endpoints. A service is known while
 	// at least one source lists it, even with no endpoints.
 	services map[string]map[string][]Endpoint
-	subs     map[string]map[*subscription]struct{}
+	// states holds the live state per service and address, kept while any
+	// source lists the address.
+	states map[string]map[string]*EndpointState
+	subs   map[string]map[*subscription]struct{}
+	// all are notified of a change to any service.
+	all map[*subscription]struct{}
+
+	passive PassiveHealth
+	logger  *slog.Logger
 }
 
 type subscription struct {
@@ -44,7 +56,10 @@ type subscription struct {
 func NewTable() *Table {
 	return &Table{
 		services: make(map[string]map[string][]Endpoint),
+		states:   make(map[string]map[string]*EndpointState),
 		subs:     make(map[string]map[*subscription]struct{}),
+		all:      make(map[*subscription]struct{}),
+		passive:  DefaultPassiveHealth(),
 	}
 }
 
@@ -67,7 +82,38 @@ func (t *Table) Update(service, source string, eps []Endpoint) {
 		t.services[service] = bySource
 	}
 	bySource[source] = eps
+	t.syncStatesLocked(service)
 	t.notifyLocked(service)
+}
+
+// syncStatesLocked gives every listed address of service a state and drops
+// the states of addresses no source lists any more.
+func (t *Table) syncStatesLocked(service string) {
+	listed := make(map[string]bool)
+	for _, eps := range t.services[service] {
+		for _, ep := range eps {
+			listed[ep.Addr] = true
+		}
+	}
+	states := t.states[service]
+	if states == nil {
+		states = make(map[string]*EndpointState)
+		t.states[service] = states
+	}
+	for addr := range listed {
+		if states[addr] == nil {
+			states[addr] = newEndpointState(service, addr)
+			states[addr].table = t
+		}
+	}
+	for addr := range states {
+		if !listed[addr] {
+			delete(states, addr)
+		}
+	}
+	if len(states) == 0 {
+		delete(t.states, service)
+	}
 }
 
 // Remove forgets what source contributed to service.
@@ -85,6 +131,7 @@ func (t *Table) Remove(service, source string) {
 	if len(bySource) == 0 {
 		delete(t.services, service)
 	}
+	t.syncStatesLocked(service)
 	t.notifyLocked(service)
 }
 
@@ -100,6 +147,9 @@ func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
 	}
 	for _, source := range bySource {
 		eps = append(eps, source...)
+	}
+	for i := range eps {
+		eps[i].State = t.states[service][eps[i].Addr]
 	}
 	slices.SortFunc(eps, compareEndpoints)
 	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr })
@@ -167,7 +217,35 @@ func (t *Table) Subscribe(service string) (changed <-chan struct{}, cancel func(
 	}
 }
 
+// SubscribeAll is Subscribe for a change to any service.
+func (t *Table) SubscribeAll() (changed <-chan struct{}, cancel func()) {
+	sub := &subscription{notify: make(chan struct{}, 1)}
+	sub.notify <- struct{}{}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.all[sub] = struct{}{}
+	return sub.notify, func() {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		delete(t.all, sub)
+	}
+}
+
+// Changed tells the subscribers of service that its endpoints' health or
+// load changed, so that balancers rank them again.
+func (t *Table) Changed(service string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.notifyLocked(service)
+}
+
 func (t *Table) notifyLocked(service string) {
+	for sub := range t.all {
+		select {
+		case sub.notify <- struct{}{}:
+		default:
+		}
+	}
 	for sub := range t.subs[service] {
 		select {
 		case sub.notify <- struct{}{}:

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.uber.org/goleak"
 
 	"github.com/quaestor-go/quaestor/routing"
@@ -30,8 +31,11 @@ func TestTableMergesSources(t *testing.T) {
 		{Addr: "127.0.0.1:2", Source: routing.SourceStatic, ID: "127.0.0.1:2"},
 		{Addr: "127.0.0.1:3", Source: "etcd", ID: "/quaestor/services/default/svc/a"},
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreFields(routing.Endpoint{}, "State")); diff != "" {
 		t.Errorf("endpoints (-want +got):\n%s", diff)
+	}
+	if got[0].State == nil || got[0].State != got[0].State || !got[0].State.Healthy() {
+		t.Errorf("endpoint state: %+v", got[0].State)
 	}
 
 	table.Remove("svc", routing.SourceStatic)

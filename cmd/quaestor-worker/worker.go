@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/loadreport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -43,6 +45,8 @@ type config struct {
 	delay          time.Duration
 	unhealthyAfter time.Duration
 	maxMessageSize int
+	capacity       int
+	loadRate       float64 // negative: none
 }
 
 // usageError is a bad command line; the process exits 2.
@@ -63,6 +67,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.delay, "delay", 0, "wait added before every response")
 	fs.DurationVar(&cfg.unhealthyAfter, "unhealthy-after", 0, "turn health NOT_SERVING this long after start, for good (0 = never)")
 	fs.IntVar(&cfg.maxMessageSize, "max-message-size", 64<<20, "largest message received or sent, in bytes")
+	fs.IntVar(&cfg.capacity, "capacity", 100, "calls the worker can run at once, reported as request_capacity (0 = unknown)")
+	fs.Float64Var(&cfg.loadRate, "load-rate", -1, "fixed load to report as known_load_rate, typically 0 to 1 (negative = none: quaestor uses current/capacity)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return config{}, err
@@ -81,6 +87,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return config{}, usageError{fmt.Errorf("invalid --unhealthy-after %v: must not be negative", cfg.unhealthyAfter)}
 	case cfg.maxMessageSize <= 0:
 		return config{}, usageError{fmt.Errorf("invalid --max-message-size %d: must be positive", cfg.maxMessageSize)}
+	case cfg.capacity < 0:
+		return config{}, usageError{fmt.Errorf("invalid --capacity %d: must not be negative", cfg.capacity)}
+	case math.IsNaN(cfg.loadRate) || math.IsInf(cfg.loadRate, 0):
+		return config{}, usageError{fmt.Errorf("invalid --load-rate %v: want a number", cfg.loadRate)}
 	}
 	return cfg, nil
 }
@@ -101,7 +111,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := lis.Addr().String()
 	name := cmp.Or(cfg.name, addr)
 
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(cfg.maxMessageSize), grpc.MaxSendMsgSize(cfg.maxMessageSize))
+	reporter := loadreport.New(loadreport.Options{Capacity: cfg.capacity, Logger: log})
+	defer reporter.Close()
+	reporter.SetKnownLoadRate(cfg.loadRate)
+
+	serverOptions := append(reporter.ServerOptions(), grpc.MaxRecvMsgSize(cfg.maxMessageSize), grpc.MaxSendMsgSize(cfg.maxMessageSize))
+	gs := grpc.NewServer(serverOptions...)
+	if err := reporter.Register(gs); err != nil {
+		lis.Close()
+		return err
+	}
 	examplev1.RegisterEchoServer(gs, echo.New(echo.Options{Name: name, Delay: cfg.delay}))
 	healthServer := health.NewServer()
 	for _, service := range healthServices {
@@ -115,7 +134,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("announcing %s: %w", addr, err)
 	}
 	log.Info("listening", "addr", addr, "name", name, "delay", cfg.delay,
-		"unhealthy_after", cfg.unhealthyAfter, "max_message_size", cfg.maxMessageSize)
+		"unhealthy_after", cfg.unhealthyAfter, "max_message_size", cfg.maxMessageSize,
+		"capacity", cfg.capacity, "load_rate", cfg.loadRate)
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -130,6 +150,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 		healthServer.Shutdown()
+		// Ends the ORCA out-of-band streams, which would hold up the
+		// graceful stop; ReportLoad still answers with the last sample.
+		reporter.Close()
 		stopGracefully(gs, gracefulStopTimeout, log)
 		serveErr = <-served
 	case serveErr = <-served:

@@ -70,6 +70,7 @@ any service; no client change is needed.`,
 		newRunCommand(&flags, stderr),
 		newProxyCommand(&flags, stderr),
 		newRegisterCommand(&flags, stderr),
+		newDiscoverCommand(&flags, stdout),
 		newVersionCommand(stdout),
 	)
 	return root

@@ -72,5 +72,5 @@ func runProxy(ctx context.Context, cfg config.Config, stderr io.Writer, startEmb
 	if err != nil {
 		return err
 	}
-	return s.serveProxy(ctx, router)
+	return s.serveProxy(ctx, router, client)
 }

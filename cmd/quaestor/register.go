@@ -59,14 +59,7 @@ hand or by a service manager.`,
 			if err != nil {
 				return err
 			}
-			reg, err := registry.NewRegistrar(registry.RegistrarOptions{
-				Client:         client,
-				Prefix:         cfg.Etcd.Prefix,
-				Scope:          cfg.Registry.Scope,
-				TTL:            cfg.Registry.LeaseTTL,
-				RequestTimeout: cfg.Etcd.RequestTimeout,
-				Logger:         s.logger,
-			})
+			reg, err := s.newRegistrar(client)
 			if err != nil {
 				return err
 			}

@@ -74,12 +74,24 @@ func (s *stack) startEtcd(startEmbedded bool) (*clientv3.Client, error) {
 }
 
 // startRouting fills a table from the static services and, with a client,
-// from etcd, and returns a router over it.
+// from etcd, checks the health and load of every endpoint, and returns a
+// router over it.
 func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	table := routing.NewTable()
 	if err := routing.LoadStatic(table, s.cfg.Services); err != nil {
 		return nil, usageError{err}
 	}
+	monitor, err := routing.StartMonitor(routing.MonitorOptions{
+		Table:  table,
+		Health: s.cfg.Health,
+		Load:   s.cfg.Load,
+		Scope:  s.cfg.Registry.Scope,
+		Logger: s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.onStop(monitor.Close)
 	if client != nil {
 		disc, err := registry.StartDiscovery(registry.DiscoveryOptions{
 			Client:         client,
@@ -110,10 +122,13 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	} else {
 		s.checks = append(s.checks, admin.Check{Name: "static routing", Ready: func() error { return nil }})
 	}
+	policies, hashKeys := s.cfg.ServicePolicies()
 	router, err := routing.NewRouter(routing.Options{
 		Table:           table,
 		DefaultPolicy:   s.cfg.Proxy.Policy,
-		ServicePolicies: s.cfg.ServicePolicies(),
+		ServicePolicies: policies,
+		HashKeys:        hashKeys,
+		LoadMaxAge:      s.cfg.Load.MaxAge,
 		Logger:          s.logger,
 	})
 	if err != nil {
@@ -148,9 +163,50 @@ func (s *stack) serveAdmin() error {
 	return nil
 }
 
-// serveProxy serves the proxy until ctx is done, then drains it.
-func (s *stack) serveProxy(ctx context.Context, router *routing.Router) error {
-	srv, err := proxy.NewServer(proxy.Options{Config: s.cfg.Proxy, Router: router, Logger: s.logger})
+// newRegistrar returns a registrar for this process's own instances.
+func (s *stack) newRegistrar(client *clientv3.Client) (*registry.Registrar, error) {
+	reg, err := registry.NewRegistrar(registry.RegistrarOptions{
+		Client:         client,
+		Prefix:         s.cfg.Etcd.Prefix,
+		Scope:          s.cfg.Registry.Scope,
+		TTL:            s.cfg.Registry.LeaseTTL,
+		RequestTimeout: s.cfg.Etcd.RequestTimeout,
+		Logger:         s.logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.metrics.MustRegister(admin.RegistrarCollectors(reg)...)
+	return reg, nil
+}
+
+// serveProxy serves the proxy until ctx is done, then drains it. With an
+// etcd client, the proxy registers itself as a ServiceDiscoveryGrpc
+// instance, so that clients can find every proxy, and deregisters when the
+// drain starts.
+func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *clientv3.Client) error {
+	var reg *registry.Registrar
+	if client != nil {
+		var err error
+		if reg, err = s.newRegistrar(client); err != nil {
+			return err
+		}
+	}
+	srv, err := proxy.NewServer(proxy.Options{
+		Config:  s.cfg.Proxy,
+		Router:  router,
+		Locator: router,
+		Scope:   s.cfg.Registry.Scope,
+		Logger:  s.logger,
+		BeforeDrain: func() {
+			if reg == nil {
+				return
+			}
+			if err := reg.Close(); err != nil {
+				s.logger.Warn("proxy: deregistering", "error", err)
+			}
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -162,6 +218,23 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router) error {
 	if err := s.serveAdmin(); err != nil {
 		lis.Close()
 		return err
+	}
+	if reg != nil {
+		self := registry.Instance{Service: proxy.DiscoveryServiceName, Addr: s.cfg.Proxy.AdvertiseAddr(lis.Addr())}
+		regCtx, cancel := context.WithCancel(ctx)
+		registered := make(chan struct{})
+		go func() {
+			defer close(registered)
+			// Kept and retried by the registrar if etcd is away now.
+			if err := reg.Register(regCtx, self); err != nil && regCtx.Err() == nil {
+				s.logger.Warn("proxy: registering the look-aside discovery", "error", err)
+			}
+		}()
+		s.onStop(func() {
+			cancel()
+			<-registered
+			_ = reg.Close() // done already unless serving failed
+		})
 	}
 	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),
 		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services))

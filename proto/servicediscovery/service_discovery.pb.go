@@ -211,10 +211,11 @@ const file_servicediscovery_service_discovery_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12!\n" +
 	"\fservice_name\x18\x02 \x01(\tR\vserviceName\x12\x1b\n" +
 	"\thost_name\x18\x03 \x01(\tR\bhostName\x12\x12\n" +
-	"\x04port\x18\x04 \x01(\x05R\x04port2\x93\x02\n" +
+	"\x04port\x18\x04 \x01(\x05R\x04port2\x8c\x03\n" +
 	"\x14ServiceDiscoveryGrpc\x12{\n" +
 	"\x10DiscoverServices\x122.Quaestor.ServiceDiscovery.DiscoverServicesRequest\x1a3.Quaestor.ServiceDiscovery.DiscoverServicesResponse\x12~\n" +
-	"\x13DiscoverTopServices\x122.Quaestor.ServiceDiscovery.DiscoverServicesRequest\x1a3.Quaestor.ServiceDiscovery.DiscoverServicesResponseBgZIgithub.com/quaestor-go/quaestor/proto/servicediscovery;servicediscoverypb\xaa\x02\x19Quaestor.ServiceDiscoveryb\x06proto3"
+	"\x13DiscoverTopServices\x122.Quaestor.ServiceDiscovery.DiscoverServicesRequest\x1a3.Quaestor.ServiceDiscovery.DiscoverServicesResponse\x12w\n" +
+	"\x12DiscoverTopService\x122.Quaestor.ServiceDiscovery.DiscoverServicesRequest\x1a-.Quaestor.ServiceDiscovery.ServiceLocationMsgBgZIgithub.com/quaestor-go/quaestor/proto/servicediscovery;servicediscoverypb\xaa\x02\x19Quaestor.ServiceDiscoveryb\x06proto3"
 
 var (
 	file_servicediscovery_service_discovery_proto_rawDescOnce sync.Once
@@ -238,10 +239,12 @@ var file_servicediscovery_service_discovery_proto_depIdxs = []int32{
 	2, // 0: Quaestor.ServiceDiscovery.DiscoverServicesResponse.service_locations:type_name -> Quaestor.ServiceDiscovery.ServiceLocationMsg
 	0, // 1: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverServices:input_type -> Quaestor.ServiceDiscovery.DiscoverServicesRequest
 	0, // 2: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverTopServices:input_type -> Quaestor.ServiceDiscovery.DiscoverServicesRequest
-	1, // 3: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverServices:output_type -> Quaestor.ServiceDiscovery.DiscoverServicesResponse
-	1, // 4: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverTopServices:output_type -> Quaestor.ServiceDiscovery.DiscoverServicesResponse
-	3, // [3:5] is the sub-list for method output_type
-	1, // [1:3] is the sub-list for method input_type
+	0, // 3: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverTopService:input_type -> Quaestor.ServiceDiscovery.DiscoverServicesRequest
+	1, // 4: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverServices:output_type -> Quaestor.ServiceDiscovery.DiscoverServicesResponse
+	1, // 5: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverTopServices:output_type -> Quaestor.ServiceDiscovery.DiscoverServicesResponse
+	2, // 6: Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc.DiscoverTopService:output_type -> Quaestor.ServiceDiscovery.ServiceLocationMsg
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name

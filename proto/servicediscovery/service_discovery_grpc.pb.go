@@ -24,6 +24,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ServiceDiscoveryGrpc_DiscoverServices_FullMethodName    = "/Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc/DiscoverServices"
 	ServiceDiscoveryGrpc_DiscoverTopServices_FullMethodName = "/Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc/DiscoverTopServices"
+	ServiceDiscoveryGrpc_DiscoverTopService_FullMethodName  = "/Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc/DiscoverTopService"
 )
 
 // ServiceDiscoveryGrpcClient is the client API for ServiceDiscoveryGrpc service.
@@ -38,6 +39,10 @@ type ServiceDiscoveryGrpcClient interface {
 	// DiscoverTopServices returns the healthy instances of a service ranked by
 	// load, best first, at most max_count of them.
 	DiscoverTopServices(ctx context.Context, in *DiscoverServicesRequest, opts ...grpc.CallOption) (*DiscoverServicesResponse, error)
+	// DiscoverTopService returns the single best instance of a service
+	// (quaestor extension). It fails with NOT_FOUND for a service nobody
+	// serves and UNAVAILABLE when no instance is healthy.
+	DiscoverTopService(ctx context.Context, in *DiscoverServicesRequest, opts ...grpc.CallOption) (*ServiceLocationMsg, error)
 }
 
 type serviceDiscoveryGrpcClient struct {
@@ -68,6 +73,16 @@ func (c *serviceDiscoveryGrpcClient) DiscoverTopServices(ctx context.Context, in
 	return out, nil
 }
 
+func (c *serviceDiscoveryGrpcClient) DiscoverTopService(ctx context.Context, in *DiscoverServicesRequest, opts ...grpc.CallOption) (*ServiceLocationMsg, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ServiceLocationMsg)
+	err := c.cc.Invoke(ctx, ServiceDiscoveryGrpc_DiscoverTopService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ServiceDiscoveryGrpcServer is the server API for ServiceDiscoveryGrpc service.
 // All implementations must embed UnimplementedServiceDiscoveryGrpcServer
 // for forward compatibility.
@@ -80,6 +95,10 @@ type ServiceDiscoveryGrpcServer interface {
 	// DiscoverTopServices returns the healthy instances of a service ranked by
 	// load, best first, at most max_count of them.
 	DiscoverTopServices(context.Context, *DiscoverServicesRequest) (*DiscoverServicesResponse, error)
+	// DiscoverTopService returns the single best instance of a service
+	// (quaestor extension). It fails with NOT_FOUND for a service nobody
+	// serves and UNAVAILABLE when no instance is healthy.
+	DiscoverTopService(context.Context, *DiscoverServicesRequest) (*ServiceLocationMsg, error)
 	mustEmbedUnimplementedServiceDiscoveryGrpcServer()
 }
 
@@ -95,6 +114,9 @@ func (UnimplementedServiceDiscoveryGrpcServer) DiscoverServices(context.Context,
 }
 func (UnimplementedServiceDiscoveryGrpcServer) DiscoverTopServices(context.Context, *DiscoverServicesRequest) (*DiscoverServicesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DiscoverTopServices not implemented")
+}
+func (UnimplementedServiceDiscoveryGrpcServer) DiscoverTopService(context.Context, *DiscoverServicesRequest) (*ServiceLocationMsg, error) {
+	return nil, status.Error(codes.Unimplemented, "method DiscoverTopService not implemented")
 }
 func (UnimplementedServiceDiscoveryGrpcServer) mustEmbedUnimplementedServiceDiscoveryGrpcServer() {}
 func (UnimplementedServiceDiscoveryGrpcServer) testEmbeddedByValue()                              {}
@@ -153,6 +175,24 @@ func _ServiceDiscoveryGrpc_DiscoverTopServices_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ServiceDiscoveryGrpc_DiscoverTopService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiscoverServicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ServiceDiscoveryGrpcServer).DiscoverTopService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ServiceDiscoveryGrpc_DiscoverTopService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ServiceDiscoveryGrpcServer).DiscoverTopService(ctx, req.(*DiscoverServicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ServiceDiscoveryGrpc_ServiceDesc is the grpc.ServiceDesc for ServiceDiscoveryGrpc service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -167,6 +207,10 @@ var ServiceDiscoveryGrpc_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DiscoverTopServices",
 			Handler:    _ServiceDiscoveryGrpc_DiscoverTopServices_Handler,
+		},
+		{
+			MethodName: "DiscoverTopService",
+			Handler:    _ServiceDiscoveryGrpc_DiscoverTopService_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

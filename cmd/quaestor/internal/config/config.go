@@ -29,6 +29,10 @@ type Config struct {
 	Etcd registry.EtcdConfig `koanf:"etcd"`
 	// Registry places and times registrations.
 	Registry registry.Config `koanf:"registry"`
+	// Health configures active and passive health checks.
+	Health routing.HealthConfig `koanf:"health"`
+	// Load configures load collection.
+	Load routing.LoadConfig `koanf:"load"`
 	// Services lists static endpoints per service, merged with what
 	// registries hold.
 	Services []routing.ServiceConfig `koanf:"services"`
@@ -51,6 +55,8 @@ func Default() Config {
 		Admin:    admin.DefaultConfig(),
 		Etcd:     registry.DefaultEtcdConfig(),
 		Registry: registry.DefaultConfig(),
+		Health:   routing.DefaultHealthConfig(),
+		Load:     routing.DefaultLoadConfig(),
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -73,6 +79,12 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Registry.Validate(); err != nil {
+		return err
+	}
+	if err := c.Health.Validate(); err != nil {
+		return err
+	}
+	if err := c.Load.Validate(); err != nil {
 		return err
 	}
 	return c.Log.Validate()
@@ -98,15 +110,19 @@ func (c LogConfig) level() (slog.Level, error) {
 	return l, nil
 }
 
-// ServicePolicies returns the policy of each service that names one.
-func (c Config) ServicePolicies() map[string]string {
-	policies := make(map[string]string)
+// ServicePolicies returns the policy of each service that names one, and
+// the hash key of each that has one.
+func (c Config) ServicePolicies() (policies, hashKeys map[string]string) {
+	policies, hashKeys = make(map[string]string), make(map[string]string)
 	for _, s := range c.Services {
 		if s.Policy != "" {
 			policies[s.Name] = s.Policy
 		}
+		if s.HashKey != "" {
+			hashKeys[s.Name] = s.HashKey
+		}
 	}
-	return policies
+	return policies, hashKeys
 }
 
 // errUnknownKey is wrapped by errors about keys no component declares.

@@ -36,7 +36,7 @@ proxy:
 services:
   - name: quaestor.example.v1.Echo
     endpoints: [127.0.0.1:5161, 127.0.0.1:5162]
-    policy: pick-first
+    policy: failover
   - name: other.v1.Svc
 log:
   format: json
@@ -59,7 +59,7 @@ etcd:
 	want.Proxy.MaxMessageSize = 1 << 20
 	want.Proxy.DrainTimeout = 7 * time.Second
 	want.Services = []routing.ServiceConfig{
-		{Name: "quaestor.example.v1.Echo", Endpoints: []string{"127.0.0.1:5161", "127.0.0.1:5162"}, Policy: "pick-first"},
+		{Name: "quaestor.example.v1.Echo", Endpoints: []string{"127.0.0.1:5161", "127.0.0.1:5162"}, Policy: "failover"},
 		{Name: "other.v1.Svc"},
 	}
 	want.Log = LogConfig{Level: "debug", Format: "json"}
@@ -103,15 +103,23 @@ func TestLoadErrors(t *testing.T) {
 		wantErr string
 	}{
 		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy)`},
+			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.advertise, proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy)`},
 		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, log, proxy, registry, services)`},
+			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services)`},
 		{name: "bad etcd mode", file: "etcd:\n  mode: cluster\n",
 			wantErr: `etcd.mode: "cluster" is not embedded, external or none`},
 		{name: "unknown tls key", file: "etcd:\n  tls:\n    cafile: x\n",
 			wantErr: `unknown config key "etcd.tls.cafile" (known keys: etcd.auto_compaction, etcd.client_url`},
 		{name: "short lease", environ: []string{"QUAESTOR_REGISTRY_LEASE_TTL=1s"},
 			wantErr: "registry.lease_ttl: 1s is below etcd's minimum of 2s"},
+		{name: "hash key missing", file: "services:\n  - name: a.B\n    policy: consistent-hash\n",
+			wantErr: "services[0].hash_key: empty, the consistent-hash policy needs the metadata key to hash"},
+		{name: "bad health", environ: []string{"QUAESTOR_HEALTH_UNHEALTHY_THRESHOLD=0"},
+			wantErr: "health.unhealthy_threshold: 0, want 1 or more"},
+		{name: "stale load", file: "load:\n  interval: 5s\n  max_age: 1s\n",
+			wantErr: "load.max_age: 1s is less than load.interval 5s"},
+		{name: "bad advertise", file: "proxy:\n  advertise: nowhere\n",
+			wantErr: `proxy.advertise: "nowhere" is not host:port`},
 		{name: "bad admin listen", file: "admin:\n  listen: nope\n",
 			wantErr: `admin.listen: "nope" is not host:port`},
 		{name: "unknown key in a service", file: "services:\n  - name: a.B\n    polcy: round-robin\n",
@@ -125,7 +133,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "bad duration", file: "proxy:\n  drain_timeout: soon\n",
 			wantErr: `proxy.drain_timeout: value "soon": time: invalid duration`},
 		{name: "bad policy", file: "proxy:\n  policy: fastest\n",
-			wantErr: `proxy.policy: unknown policy "fastest" (known: pick-first, round-robin)`},
+			wantErr: `proxy.policy: unknown policy "fastest" (known: consistent-hash, failover, least-loaded`},
 		{name: "bad endpoint", file: "services:\n  - name: a.B\n    endpoints: [127.0.0.1]\n",
 			wantErr: `services[0].endpoints[0]: "127.0.0.1" is not host:port`},
 		{name: "bad log level", file: "log:\n  level: loud\n",

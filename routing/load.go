@@ -1,0 +1,96 @@
+package routing
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	v3orcaservicepb "github.com/cncf/xds/go/xds/service/orca/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	loadreportingpb "github.com/quaestor-go/quaestor/proto/loadreporting"
+)
+
+// loadCollector asks one endpoint for its load: by polling the quaestor
+// ReportLoad RPC, which .NET workers serve, or else from an ORCA
+// out-of-band stream. Servers with neither are ranked by the proxy's own
+// in-flight counts and by ORCA per-call trailers, if they send them.
+type loadCollector struct {
+	cfg    LoadConfig
+	scope  string
+	conn   *grpc.ClientConn
+	state  *EndpointState
+	logger *slog.Logger
+}
+
+func (l *loadCollector) run(ctx context.Context) {
+	client := loadreportingpb.NewLoadReportingGrpcClient(l.conn)
+	for {
+		err := l.poll(ctx, client)
+		if status.Code(err) == codes.Unimplemented {
+			l.streamORCA(ctx)
+			return
+		}
+		if !sleep(ctx, l.cfg.Interval) {
+			return
+		}
+	}
+}
+
+func (l *loadCollector) poll(ctx context.Context, client loadreportingpb.LoadReportingGrpcClient) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Interval)
+	defer cancel()
+	resp, err := client.ReportLoad(ctx, &loadreportingpb.LoadReportRequest{Scope: l.scope, ServiceName: l.state.Service()})
+	if err != nil {
+		return err
+	}
+	l.state.SetLoad(fromLoadReport(resp, time.Now()))
+	return nil
+}
+
+// fromLoadReport reads a Quaestor.LoadReporting answer. Utilization above
+// 1 is taken as a percentage, as some workers report it.
+func fromLoadReport(resp *loadreportingpb.LoadReportResponse, now time.Time) *LoadReport {
+	stats := resp.GetServerStats()
+	util := stats.GetServerUtilization()
+	if util > 1 {
+		util /= 100
+	}
+	return &LoadReport{
+		KnownLoadRate:   resp.GetKnownLoadRate(),
+		Utilization:     util,
+		MemoryPercent:   stats.GetServerMemoryUsagePercent(),
+		CurrentRequests: int(stats.GetCurrentRequests()),
+		RequestCapacity: int(stats.GetRequestCapacity()),
+		Source:          "report",
+		Time:            now,
+	}
+}
+
+// streamORCA follows the endpoint's ORCA out-of-band reports until the
+// stream is refused for good or ctx ends.
+func (l *loadCollector) streamORCA(ctx context.Context) {
+	client := v3orcaservicepb.NewOpenRcaServiceClient(l.conn)
+	for {
+		stream, err := client.StreamCoreMetrics(ctx, &v3orcaservicepb.OrcaLoadReportRequest{
+			ReportInterval: durationpb.New(l.cfg.Interval),
+		})
+		for err == nil {
+			r, recvErr := stream.Recv()
+			if recvErr != nil {
+				err = recvErr
+				break
+			}
+			l.state.recordORCA(r, "orca-oob")
+		}
+		if status.Code(err) == codes.Unimplemented {
+			return
+		}
+		if !sleep(ctx, l.cfg.Interval) {
+			return
+		}
+	}
+}
