@@ -48,10 +48,10 @@ type Options struct {
 type Server struct {
 	cfg         Config
 	beforeDrain func()
-	grpc      *grpc.Server
-	health    *healthServer
-	forwarder *forwarder
-	logger    *slog.Logger
+	grpc        *grpc.Server
+	health      *healthServer
+	forwarder   *forwarder
+	logger      *slog.Logger
 }
 
 // NewServer builds the server; it serves once Serve or Run is called.
@@ -71,7 +71,7 @@ func NewServer(opts Options) (*Server, error) {
 	s := &Server{
 		cfg:         opts.Config,
 		beforeDrain: opts.BeforeDrain,
-		logger: opts.Logger,
+		logger:      opts.Logger,
 		forwarder: &forwarder{
 			director:       opts.Director,
 			codec:          newFrameCodec(),
