@@ -140,6 +140,9 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	c := p.selector.Select(info)
 	state := c.State
 	state.Started()
+	if picked, ok := info.Ctx.Value(pickedKey{}).(*picked); ok {
+		picked.state = state
+	}
 	start := time.Now()
 	return balancer.PickResult{
 		SubConn: c.SubConn,
@@ -148,7 +151,9 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 			if report, ok := done.ServerLoad.(*v3orcapb.OrcaLoadReport); ok && report != nil {
 				state.recordORCA(report, "orca-call")
 			}
-			state.recordResult(done.Err)
+			// The call's result is recorded by the interceptors (see
+			// results.go): DoneInfo.Err is nil for some calls that
+			// failed, when the backend answered before reading the request.
 		},
 	}, nil
 }

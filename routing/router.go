@@ -149,6 +149,8 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithResolvers(r.resolver),
 		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(recordUnary),
+		grpc.WithChainStreamInterceptor(recordStream),
 	}, r.opts.DialOptions...)
 	cc, err := grpc.NewClient(Scheme+":///"+service, dialOpts...)
 	if err != nil {

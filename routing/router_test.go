@@ -2,6 +2,8 @@ package routing_test
 
 import (
 	"context"
+	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -173,3 +175,25 @@ func TestRouterFailover(t *testing.T) {
 		}
 	}
 }
+
+var quietLogger = slog.New(slog.DiscardHandler)
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func mathFloat64bits(f float64) uint64     { return math.Float64bits(f) }
+func mathFloat64frombits(b uint64) float64 { return math.Float64frombits(b) }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	v3orcaservicepb "github.com/cncf/xds/go/xds/service/orca/v3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 	"go.uber.org/goleak"
@@ -18,8 +19,10 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+	loadreportingpb "github.com/quaestor-go/quaestor/proto/loadreporting"
 )
 
 func TestMain(m *testing.M) {
@@ -112,13 +115,131 @@ func TestRunServes(t *testing.T) {
 		}
 	}
 
-	wantServices := []string{"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "quaestor.example.v1.Echo"}
+	wantServices := []string{
+		"Quaestor.LoadReporting.LoadReportingGrpc",
+		"grpc.health.v1.Health",
+		"grpc.reflection.v1.ServerReflection",
+		"grpc.reflection.v1alpha.ServerReflection",
+		"quaestor.example.v1.Echo",
+		"xds.service.orca.v3.OpenRcaService",
+	}
 	if diff := cmp.Diff(wantServices, listServices(ctx, t, cc)); diff != "" {
 		t.Errorf("reflected services (-want +got):\n%s", diff)
 	}
 
 	if err := stop(); err != nil {
 		t.Errorf("run after cancel: %v, want nil", err)
+	}
+}
+
+// TestRunReportsLoad asks a worker for its load, as quaestor's routing
+// does, over the quaestor RPC and over ORCA.
+func TestRunReportsLoad(t *testing.T) {
+	tests := []struct {
+		name         string
+		args         []string
+		wantCapacity int32
+		wantRate     float64
+	}{
+		{name: "defaults", args: []string{"--port=0"}, wantCapacity: 100, wantRate: -1},
+		{name: "flags", args: []string{"--port=0", "--capacity=7", "--load-rate=0.3"}, wantCapacity: 7, wantRate: 0.3},
+		{name: "negative rate is none", args: []string{"--port=0", "--capacity", "0", "--load-rate", "-0.5"}, wantCapacity: 0, wantRate: -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+			defer cancel()
+			_, cc, _ := startWorker(ctx, t, tt.args...)
+
+			// Calls to Echo are load while they run: hold one with a
+			// delay, and see it counted.
+			callCtx, endCall := context.WithCancel(ctx)
+			defer endCall()
+			called := make(chan error, 1)
+			go func() {
+				_, err := examplev1.NewEchoClient(cc).Unary(callCtx, &examplev1.EchoRequest{Delay: durationpb.New(time.Hour)})
+				called <- err
+			}()
+			report := func() *loadreportingpb.LoadReportResponse {
+				resp, err := loadreportingpb.NewLoadReportingGrpcClient(cc).ReportLoad(ctx, &loadreportingpb.LoadReportRequest{ServiceName: "quaestor.example.v1.Echo"})
+				if err != nil {
+					t.Fatalf("ReportLoad: %v", err)
+				}
+				return resp
+			}
+			resp := report()
+			ticker := time.NewTicker(time.Millisecond)
+			defer ticker.Stop()
+			for resp.GetServerStats().GetCurrentRequests() != 1 {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("waiting for current_requests 1, last report %v: %v", resp, ctx.Err())
+				case <-ticker.C:
+				}
+				resp = report()
+			}
+
+			stats := resp.GetServerStats()
+			got := []any{stats.GetRequestCapacity(), resp.GetKnownLoadRate()}
+			if diff := cmp.Diff([]any{tt.wantCapacity, tt.wantRate}, got); diff != "" {
+				t.Errorf("ReportLoad [request_capacity known_load_rate] (-want +got):\n%s", diff)
+			}
+			if u := stats.GetServerUtilization(); u < 0 || u > 1 {
+				t.Errorf("server_utilization %v, want 0 to 1", u)
+			}
+			if m := stats.GetServerMemoryUsagePercent(); m < 0 || m > 100 {
+				t.Errorf("server_memory_usage_percent %v, want 0 to 100", m)
+			}
+
+			orcaCtx, stopORCA := context.WithCancel(ctx)
+			defer stopORCA()
+			oob, err := v3orcaservicepb.NewOpenRcaServiceClient(cc).StreamCoreMetrics(orcaCtx, &v3orcaservicepb.OrcaLoadReportRequest{})
+			if err != nil {
+				t.Fatalf("StreamCoreMetrics: %v", err)
+			}
+			oobReport, err := oob.Recv()
+			if err != nil {
+				t.Fatalf("receiving an ORCA report: %v", err)
+			}
+			if got := oobReport.GetNamedMetrics()["current_requests"]; got != 1 {
+				t.Errorf("ORCA current_requests %v, want 1", got)
+			}
+			if got, want := oobReport.GetApplicationUtilization(), max(tt.wantRate, 0); got != want {
+				t.Errorf("ORCA application_utilization %v, want %v", got, want)
+			}
+
+			endCall()
+			if err := <-called; status.Code(err) != codes.Canceled {
+				t.Errorf("held Echo call: %v, want Canceled", err)
+			}
+		})
+	}
+}
+
+// TestRunStopEndsORCAStreams checks that an open ORCA out-of-band stream,
+// which only ends when closed, is ended by the worker's stop rather than
+// holding up the graceful stop until its timeout.
+func TestRunStopEndsORCAStreams(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	_, cc, stop := startWorker(ctx, t, "--port=0")
+	oob, err := v3orcaservicepb.NewOpenRcaServiceClient(cc).StreamCoreMetrics(ctx, &v3orcaservicepb.OrcaLoadReportRequest{})
+	if err != nil {
+		t.Fatalf("StreamCoreMetrics: %v", err)
+	}
+	if _, err := oob.Recv(); err != nil {
+		t.Fatalf("receiving an ORCA report: %v", err)
+	}
+
+	if err := stop(); err != nil {
+		t.Errorf("run after cancel: %v, want nil", err)
+	}
+	for err == nil {
+		_, err = oob.Recv()
+	}
+	// A stream cut by the graceful stop's timeout would end otherwise.
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "reporter closed") {
+		t.Errorf("ORCA stream after stop: %v, want Unavailable from the closed reporter", err)
 	}
 }
 
@@ -270,6 +391,9 @@ func TestRunBadCommandLine(t *testing.T) {
 		{name: "negative delay", args: []string{"--delay=-1s"}, wantCode: 2, wantText: "--delay"},
 		{name: "negative unhealthy-after", args: []string{"--unhealthy-after=-1s"}, wantCode: 2, wantText: "--unhealthy-after"},
 		{name: "zero max message size", args: []string{"--max-message-size=0"}, wantCode: 2, wantText: "--max-message-size"},
+		{name: "negative capacity", args: []string{"--capacity=-1"}, wantCode: 2, wantText: "--capacity"},
+		{name: "bad load rate", args: []string{"--load-rate=busy"}, wantCode: 2, wantText: "--load-rate"},
+		{name: "NaN load rate", args: []string{"--load-rate=NaN"}, wantCode: 2, wantText: "--load-rate"},
 		{name: "argument", args: []string{"--port=0", "extra"}, wantCode: 2, wantText: `"extra"`},
 		{name: "port in use", args: []string{"--port", busyPort}, wantCode: 1, wantText: "listening"},
 	}
