@@ -179,7 +179,14 @@ func startProxy(t *testing.T, services map[string][]string, opts ...proxyOption)
 	return env
 }
 
+var quietLog = slog.New(slog.DiscardHandler)
+
 func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	return dialTB(t, addr)
+}
+
+func dialTB(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),

@@ -99,14 +99,18 @@ func (s *EndpointState) recordORCA(r *v3orcapb.OrcaLoadReport, source string) {
 	if r.GetApplicationUtilization() > 0 {
 		known = r.GetApplicationUtilization()
 	}
+	// The loadreport library adds the request counts as named metrics.
+	named := r.GetNamedMetrics()
 	s.setLoad(&LoadReport{
-		KnownLoadRate: known,
-		Utilization:   r.GetCpuUtilization(),
-		MemoryPercent: r.GetMemUtilization() * 100,
-		QPS:           r.GetRpsFractional(),
-		EPS:           r.GetEps(),
-		Source:        source,
-		Time:          time.Now(),
+		KnownLoadRate:   known,
+		Utilization:     r.GetCpuUtilization(),
+		MemoryPercent:   r.GetMemUtilization() * 100,
+		CurrentRequests: int(named["current_requests"]),
+		RequestCapacity: int(named["request_capacity"]),
+		QPS:             r.GetRpsFractional(),
+		EPS:             r.GetEps(),
+		Source:          source,
+		Time:            time.Now(),
 	})
 }
 

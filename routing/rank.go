@@ -6,15 +6,44 @@ import (
 	"time"
 )
 
+// rankedTTL bounds how long a ranking is reused: reports age out of
+// maxAge without a change to tell of it.
+const rankedTTL = 250 * time.Millisecond
+
+// rankedCache is a service's last ranking, dropped on every change of the
+// service.
+type rankedCache struct {
+	eps    []Endpoint
+	maxAge time.Duration
+	at     time.Time
+}
+
 // Ranked returns the endpoints of service that may get calls now (healthy,
 // not ejected), least loaded first, in the order of the least-loaded
 // policy: load rate (the known rate, else current/capacity; none counts as
 // 0), then host load, both to the percent, then calls in flight per
 // capacity, then address. Reports older than maxAge are ignored. known is
-// false when no source lists the service.
+// false when no source lists the service. The ranking is kept until the
+// service changes, for at most rankedTTL, so that look-aside discovery
+// costs a lookup; the returned slice is shared and must not be modified.
 func (t *Table) Ranked(service string, maxAge time.Duration) (eps []Endpoint, known bool) {
-	listed, known := t.Endpoints(service)
 	now := time.Now()
+	t.mu.Lock()
+	c, cached := t.ranked[service]
+	_, known = t.services[service]
+	t.mu.Unlock()
+	if cached && c.maxAge == maxAge && now.Sub(c.at) < rankedTTL {
+		return c.eps, known
+	}
+	eps, known = t.rank(service, maxAge, now)
+	t.mu.Lock()
+	t.ranked[service] = &rankedCache{eps: eps, maxAge: maxAge, at: now}
+	t.mu.Unlock()
+	return eps, known
+}
+
+func (t *Table) rank(service string, maxAge time.Duration, now time.Time) (eps []Endpoint, known bool) {
+	listed, known := t.Endpoints(service)
 	eps = slices.DeleteFunc(listed, func(ep Endpoint) bool { return !ep.State.Available(now) })
 	type ranked struct {
 		ep   Endpoint

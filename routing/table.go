@@ -46,6 +46,8 @@ type Table struct {
 
 	passive PassiveHealth
 	logger  *slog.Logger
+	// ranked caches each service's ranking (see Ranked).
+	ranked map[string]*rankedCache
 }
 
 type subscription struct {
@@ -60,6 +62,7 @@ func NewTable() *Table {
 		subs:     make(map[string]map[*subscription]struct{}),
 		all:      make(map[*subscription]struct{}),
 		passive:  DefaultPassiveHealth(),
+		ranked:   make(map[string]*rankedCache),
 	}
 }
 
@@ -240,6 +243,7 @@ func (t *Table) Changed(service string) {
 }
 
 func (t *Table) notifyLocked(service string) {
+	delete(t.ranked, service)
 	for sub := range t.all {
 		select {
 		case sub.notify <- struct{}{}:

@@ -1,5 +1,6 @@
 // Command quaestor-worker is the example backend: it serves
-// quaestor.example.v1.Echo, grpc.health.v1 and server reflection on one
+// quaestor.example.v1.Echo, grpc.health.v1, server reflection and its load
+// (Quaestor.LoadReporting and ORCA, through the loadreport library) on one
 // port, for the tests, the benchmarks and the demo.
 //
 // It prints "quaestor-worker listening on HOST:PORT" on stdout once it
