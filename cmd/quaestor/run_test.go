@@ -90,6 +90,34 @@ registry:
 		t.Errorf("metrics lack quaestor_etcd_discovery_ready 1")
 	}
 
+	// Look-aside: the proxy names the worker, and every proxy (this one)
+	// is registered as a discovery service.
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"discover", "-c", cfg, "--top", "quaestor.example.v1.Echo"}, worker},
+		{[]string{"discover", "-c", cfg, "--best", "quaestor.example.v1.Echo"}, worker},
+		{[]string{"discover", "-c", cfg, "Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc"}, listen},
+	} {
+		for {
+			var stdout, stderr strings.Builder
+			code := execute(ctx, tt.args, &stdout, &stderr)
+			if code == exitOK && strings.TrimSpace(stdout.String()) == tt.want {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%v: exit %d, stdout %q, stderr %q; want %s", tt.args, code, stdout.String(), stderr.String(), tt.want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	var stdout, stderr strings.Builder
+	if code := execute(ctx, []string{"discover", "-c", cfg, "--best", "nosuch.Svc"}, &stdout, &stderr); code != exitFailure ||
+		!strings.Contains(stderr.String(), `unknown service "nosuch.Svc"`) {
+		t.Errorf("discover of an unknown service: exit %d, stderr %q", code, stderr.String())
+	}
+
 	// Stopping register revokes its lease: the service is gone at once,
 	// long before a TTL could pass.
 	if err := register.cmd.Process.Signal(syscall.SIGTERM); err != nil {
