@@ -182,4 +182,3 @@ func BenchmarkDiscoverTopServices(b *testing.B) {
 		})
 	}
 }
-

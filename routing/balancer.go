@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -21,12 +21,15 @@ import (
 // connection; its config names the quaestor Policy.
 const balancerName = "quaestor"
 
-var registerBalancer sync.Once
-
-// registerBalancerOnce adds the quaestor balancer to gRPC's registry,
-// which is global by gRPC's design; NewRouter calls it.
-func registerBalancerOnce() {
-	registerBalancer.Do(func() { balancer.Register(balancerBuilder{}) })
+// init adds the quaestor balancer to gRPC's balancer registry. This is
+// the one init registration in quaestor, and not by choice: gRPC keeps
+// balancers in a global registry that may only be written during
+// initialization (balancer.Register's contract; a later write races with
+// every ClientConn reading it). The balancer holds no state of its own:
+// each service connection builds its own instance, configured by its
+// service config.
+func init() {
+	balancer.Register(balancerBuilder{})
 }
 
 // lbConfig is the balancer's config, from the service config JSON.
@@ -85,9 +88,12 @@ type policyBalancer struct {
 	balancer.Balancer
 	pickers *pickerBuilder
 	config  lbConfig
+	// addrs is the address list of the last update handed on.
+	addrs string
 }
 
 func (b *policyBalancer) UpdateClientConnState(s balancer.ClientConnState) error {
+	configChanged := false
 	if cfg, ok := s.BalancerConfig.(*lbConfig); ok && (b.pickers.policy.Load() == nil || *cfg != b.config) {
 		policy, err := NewPolicy(cfg.Policy, PolicyConfig{HashKey: cfg.HashKey, LoadMaxAge: cfg.LoadMaxAge})
 		if err != nil {
@@ -95,9 +101,21 @@ func (b *policyBalancer) UpdateClientConnState(s balancer.ClientConnState) error
 		}
 		b.config = *cfg
 		b.pickers.policy.Store(&policy)
+		configChanged = true
 	}
 	// The base balancer builds a new picker on every update: the resolver
 	// pushes one whenever health or load changes, so rankings follow.
+	// Policies that do not rank by load skip updates that change nothing
+	// but loads.
+	var addrs strings.Builder
+	for _, a := range s.ResolverState.Addresses {
+		addrs.WriteString(a.Addr)
+		addrs.WriteByte(',')
+	}
+	if !configChanged && !loadAware[b.config.Policy] && addrs.String() == b.addrs {
+		return nil
+	}
+	b.addrs = addrs.String()
 	return b.Balancer.UpdateClientConnState(s)
 }
 

@@ -34,6 +34,9 @@ func (l *loadCollector) run(ctx context.Context) {
 			l.streamORCA(ctx)
 			return
 		}
+		if err != nil {
+			l.forgetStale()
+		}
 		if !sleep(ctx, l.cfg.Interval) {
 			return
 		}
@@ -70,6 +73,14 @@ func fromLoadReport(resp *loadreportingpb.LoadReportResponse, now time.Time) *Lo
 	}
 }
 
+// forgetStale drops a report older than MaxAge, so that rankings stop
+// counting it now rather than at the next change.
+func (l *loadCollector) forgetStale() {
+	if r := l.state.Load(); r != nil && time.Since(r.Time) > l.cfg.MaxAge {
+		l.state.SetLoad(nil)
+	}
+}
+
 // streamORCA follows the endpoint's ORCA out-of-band reports until the
 // stream is refused for good or ctx ends.
 func (l *loadCollector) streamORCA(ctx context.Context) {
@@ -89,6 +100,7 @@ func (l *loadCollector) streamORCA(ctx context.Context) {
 		if status.Code(err) == codes.Unimplemented {
 			return
 		}
+		l.forgetStale()
 		if !sleep(ctx, l.cfg.Interval) {
 			return
 		}

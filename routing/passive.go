@@ -124,10 +124,15 @@ func (s *EndpointState) setLoad(r *LoadReport) {
 	}
 }
 
-// rankKey quantizes what ranks an endpoint to whole percents.
-func rankKey(r *LoadReport) [2]int64 {
+// rankKey quantizes what ranks an endpoint: load rate and host load to
+// whole percents, and the request rate (for weights) to about 10 %.
+func rankKey(r *LoadReport) [3]int64 {
 	if r == nil {
-		return [2]int64{-1, -1}
+		return [3]int64{-1, -1, -1}
 	}
-	return [2]int64{int64(math.Round(r.LoadRate() * 100)), int64(math.Round(r.Utilization * 100))}
+	return [3]int64{
+		int64(math.Round(r.LoadRate() * 100)),
+		int64(math.Round(r.Utilization * 100)),
+		int64(math.Round(math.Log1p(max(r.QPS, 0)) * 10)),
+	}
 }

@@ -17,10 +17,11 @@ type Candidate struct {
 }
 
 // A Policy decides, call by call, which ready endpoint of a service gets
-// the call. NewSelector is called whenever the ready set or the loads
-// change, with the ready candidates sorted by address; the Selector it
-// returns is used for every call until the next change, concurrently, and
-// must take no lock.
+// the call. NewSelector is called whenever the ready set changes, and for
+// the load-aware policies also when the loads change, with the ready
+// candidates sorted by address in a slice the selector may keep; the
+// Selector it returns is used for every call until the next change,
+// concurrently, and must take no lock.
 type Policy interface {
 	NewSelector(candidates []Candidate) Selector
 }
@@ -81,6 +82,10 @@ var newPolicies = map[string]func(PolicyConfig) Policy{
 	PolicyConsistentHash:     func(c PolicyConfig) Policy { return consistentHash{key: c.HashKey} },
 	PolicyFailover:           func(PolicyConfig) Policy { return failover{} },
 }
+
+// loadAware lists the policies whose selectors read loads when they are
+// built; the others are not rebuilt when only loads change.
+var loadAware = map[string]bool{PolicyLeastLoaded: true, PolicyWeightedRoundRobin: true}
 
 // NewPolicy returns the named policy.
 func NewPolicy(name string, cfg PolicyConfig) (Policy, error) {

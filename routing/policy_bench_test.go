@@ -50,7 +50,7 @@ func BenchmarkSelect(b *testing.B) {
 				sel := policy.NewSelector(benchCandidates(n))
 				infos := make([]balancer.PickInfo, 64)
 				for i := range infos {
-					infos[i] = picks(context.Background(), testHashKey, fmt.Sprint("session-", i))
+					infos[i] = pickInfo(context.Background(), testHashKey, fmt.Sprint("session-", i))
 				}
 				var goroutine atomic.Int64
 				b.ReportAllocs()

@@ -55,10 +55,10 @@ func numberedCandidates(n int) []Candidate {
 	return newCandidates(eps...)
 }
 
-// shares places calls with sel and returns each candidate's share of them,
+// selectShares places calls with sel and returns each candidate's share of them,
 // by address. When start is set, every call stays in flight (Started and
 // never Finished), as during a burst.
-func shares(sel Selector, candidates []Candidate, info balancer.PickInfo, calls int, start bool) map[string]float64 {
+func selectShares(sel Selector, candidates []Candidate, info balancer.PickInfo, calls int, start bool) map[string]float64 {
 	got := make(map[string]float64, len(candidates))
 	for _, c := range candidates {
 		got[c.Addr] = 0
@@ -73,11 +73,11 @@ func shares(sel Selector, candidates []Candidate, info balancer.PickInfo, calls 
 	return got
 }
 
-// approx compares shares to within tolerance.
-func approx(tolerance float64) cmp.Option { return cmpopts.EquateApprox(0, tolerance) }
+// approxShares compares shares to within tolerance.
+func approxShares(tolerance float64) cmp.Option { return cmpopts.EquateApprox(0, tolerance) }
 
-// picks returns the PickInfo of a call carrying md as outgoing metadata.
-func picks(ctx context.Context, md ...string) balancer.PickInfo {
+// pickInfo returns the PickInfo of a call carrying md as outgoing metadata.
+func pickInfo(ctx context.Context, md ...string) balancer.PickInfo {
 	if len(md) > 0 {
 		ctx = metadata.AppendToOutgoingContext(ctx, md...)
 	}
@@ -108,7 +108,7 @@ func TestPoliciesSelectConcurrently(t *testing.T) {
 						if ctx.Err() != nil {
 							return
 						}
-						c := sel.Select(picks(ctx, "x-session-id", fmt.Sprint(g*calls+i)))
+						c := sel.Select(pickInfo(ctx, "x-session-id", fmt.Sprint(g*calls+i)))
 						if !containsPointer(candidates, c) {
 							t.Errorf("Select returned %v, not one of the candidates", c)
 							return
@@ -148,7 +148,7 @@ func TestPoliciesSelectTheOnlyCandidate(t *testing.T) {
 			}
 			candidates := numberedCandidates(1)
 			sel := policy.NewSelector(candidates)
-			for _, info := range []balancer.PickInfo{picks(t.Context()), picks(t.Context(), "x-session-id", "s1")} {
+			for _, info := range []balancer.PickInfo{pickInfo(t.Context()), pickInfo(t.Context(), "x-session-id", "s1")} {
 				if got := sel.Select(info); got != &candidates[0] {
 					t.Errorf("Select = %v, want the only candidate %s", got, candidates[0].Addr)
 				}

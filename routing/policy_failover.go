@@ -20,43 +20,44 @@ type failover struct{}
 const priorityKey = "priority"
 
 func (failover) NewSelector(candidates []Candidate) Selector {
-	first := &candidates[0]
+	first, firstRank := &candidates[0], failoverRankOf(&candidates[0])
 	for i := range candidates[1:] {
-		if c := &candidates[i+1]; comparePriority(c, first) < 0 {
-			first = c
+		c := &candidates[i+1]
+		if rank := failoverRankOf(c); compareFailoverRanks(rank, firstRank) < 0 {
+			first, firstRank = c, rank
 		}
 	}
 	return failoverSelector{first: first}
 }
 
-// comparePriority orders candidates for failover.
-func comparePriority(a, b *Candidate) int {
-	pa, okA := priority(a)
-	pb, okB := priority(b)
-	switch {
-	case okA && !okB:
-		return -1
-	case !okA && okB:
-		return 1
-	}
-	if c := cmp.Compare(pa, pb); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Addr, b.Addr)
+// failoverRank is what orders a candidate for failover.
+type failoverRank struct {
+	numbered bool // has an integer priority
+	priority int
+	addr     string
 }
 
-// priority parses the "priority" metadata; ok is false when it is missing
-// or not an integer.
-func priority(c *Candidate) (p int, ok bool) {
-	v, found := c.Metadata[priorityKey]
-	if !found {
-		return 0, false
+func failoverRankOf(c *Candidate) failoverRank {
+	r := failoverRank{addr: c.Addr}
+	if v, ok := c.Metadata[priorityKey]; ok {
+		p, err := strconv.Atoi(v)
+		r.numbered, r.priority = err == nil, p
 	}
-	p, err := strconv.Atoi(v)
-	if err != nil {
-		return 0, false
+	return r
+}
+
+func compareFailoverRanks(a, b failoverRank) int {
+	switch {
+	case a.numbered && !b.numbered:
+		return -1
+	case !a.numbered && b.numbered:
+		return 1
+	case a.numbered:
+		if c := cmp.Compare(a.priority, b.priority); c != 0 {
+			return c
+		}
 	}
-	return p, true
+	return cmp.Compare(a.addr, b.addr)
 }
 
 type failoverSelector struct {

@@ -4,7 +4,7 @@ import (
 	"testing"
 )
 
-func TestFailover(t *testing.T) {
+func TestPolicyFailover(t *testing.T) {
 	prio := func(p string) map[string]string { return map[string]string{priorityKey: p} }
 	tests := []struct {
 		name string
@@ -48,7 +48,7 @@ func TestFailover(t *testing.T) {
 			candidates := newCandidates(tt.eps...)
 			sel := failover{}.NewSelector(candidates)
 			for range 100 {
-				if got := sel.Select(picks(t.Context())).Addr; got != tt.want {
+				if got := sel.Select(pickInfo(t.Context())).Addr; got != tt.want {
 					t.Fatalf("Select = %s, want %s", got, tt.want)
 				}
 			}

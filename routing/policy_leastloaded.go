@@ -77,7 +77,7 @@ type loadRank struct {
 func newLoadRank(c *Candidate, now time.Time, maxAge time.Duration) loadRank {
 	r := loadRank{candidate: c, capacity: assumedCapacity}
 	if report := c.State.FreshLoad(now, maxAge); report != nil {
-		r.key = [2]int64{percent(report.LoadRate()), percent(report.Utilization)}
+		r.key = [2]int64{loadPercent(report.LoadRate()), loadPercent(report.Utilization)}
 		if report.RequestCapacity > 0 {
 			r.capacity = float64(report.RequestCapacity)
 		}
@@ -86,9 +86,9 @@ func newLoadRank(c *Candidate, now time.Time, maxAge time.Duration) loadRank {
 	return r
 }
 
-// percent quantizes a fraction to whole percents; unknown (negative) and
+// loadPercent quantizes a fraction to whole percents; unknown (negative) and
 // NaN count as 0.
-func percent(f float64) int64 {
+func loadPercent(f float64) int64 {
 	if !(f > 0) {
 		return 0
 	}
@@ -105,7 +105,7 @@ func bestTier(ranked []loadRank, keep func(*loadRank) bool) []loadRank {
 			continue
 		}
 		if len(tier) > 0 {
-			switch compareKeys(r.key, tier[0].key) {
+			switch compareLoadKeys(r.key, tier[0].key) {
 			case 1:
 				continue
 			case -1:
@@ -117,7 +117,7 @@ func bestTier(ranked []loadRank, keep func(*loadRank) bool) []loadRank {
 	return tier
 }
 
-func compareKeys(a, b [2]int64) int {
+func compareLoadKeys(a, b [2]int64) int {
 	if c := cmp.Compare(a[0], b[0]); c != 0 {
 		return c
 	}

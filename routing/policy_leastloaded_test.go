@@ -15,7 +15,7 @@ func rateReport(rate, utilization float64) *LoadReport {
 	return &LoadReport{KnownLoadRate: rate, Utilization: utilization, Source: "report", Time: testNow}
 }
 
-func TestLeastLoadedRanksByFreshLoad(t *testing.T) {
+func TestPolicyLeastLoadedRanksByFreshLoad(t *testing.T) {
 	stale := rateReport(0.9, 0.9)
 	stale.Time = testNow.Add(-20 * time.Second)
 	fiveSecondsOld := rateReport(0.9, 0)
@@ -104,15 +104,15 @@ func TestLeastLoadedRanksByFreshLoad(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			candidates := newCandidates(tt.eps...)
 			sel := leastLoaded{maxAge: tt.maxAge}.newSelector(candidates, testNow)
-			got := shares(sel, candidates, picks(t.Context()), 10_000, false)
-			if diff := cmp.Diff(tt.want, got, approx(0.001)); diff != "" {
+			got := selectShares(sel, candidates, pickInfo(t.Context()), 10_000, false)
+			if diff := cmp.Diff(tt.want, got, approxShares(0.001)); diff != "" {
 				t.Errorf("shares (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestLeastLoadedCallsInFlight(t *testing.T) {
+func TestPolicyLeastLoadedCallsInFlight(t *testing.T) {
 	tests := []struct {
 		name  string
 		eps   []testEndpoint
@@ -171,10 +171,10 @@ func TestLeastLoadedCallsInFlight(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			candidates := newCandidates(tt.eps...)
 			sel := leastLoaded{}.newSelector(candidates, testNow)
-			got := shares(sel, candidates, picks(t.Context()), tt.calls, true)
+			got := selectShares(sel, candidates, pickInfo(t.Context()), tt.calls, true)
 			// Within two calls: which of a tie goes first depends on the
 			// selector's random start.
-			if diff := cmp.Diff(tt.want, got, approx(2.0/float64(tt.calls))); diff != "" {
+			if diff := cmp.Diff(tt.want, got, approxShares(2.0/float64(tt.calls))); diff != "" {
 				t.Errorf("shares (-want +got):\n%s", diff)
 			}
 		})

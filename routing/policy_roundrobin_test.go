@@ -6,14 +6,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-func TestRoundRobin(t *testing.T) {
+func TestPolicyRoundRobin(t *testing.T) {
 	candidates := numberedCandidates(3)
 	sel := roundRobin{}.NewSelector(candidates)
 
-	first := sel.Select(picks(t.Context()))
+	first := sel.Select(pickInfo(t.Context()))
 	var got []string
 	for range 6 {
-		got = append(got, sel.Select(picks(t.Context())).Addr)
+		got = append(got, sel.Select(pickInfo(t.Context())).Addr)
 	}
 	// The start is random; the order after it is the candidates'.
 	var want []string
@@ -25,9 +25,9 @@ func TestRoundRobin(t *testing.T) {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 
-	gotShares := shares(sel, candidates, picks(t.Context()), 9_999, false)
+	gotShares := selectShares(sel, candidates, pickInfo(t.Context()), 9_999, false)
 	wantShares := map[string]float64{candidates[0].Addr: 1.0 / 3, candidates[1].Addr: 1.0 / 3, candidates[2].Addr: 1.0 / 3}
-	if diff := cmp.Diff(wantShares, gotShares, approx(1e-9)); diff != "" {
+	if diff := cmp.Diff(wantShares, gotShares, approxShares(1e-9)); diff != "" {
 		t.Errorf("shares (-want +got):\n%s", diff)
 	}
 }

@@ -125,7 +125,11 @@ func newSchedule(weights []float64) []int32 {
 		index int32
 		k     int64 // the candidate's k-th slot, due at (2k+1)/(2·count)
 	}
-	var slots []slot
+	var total int64
+	for _, c := range counts {
+		total += c
+	}
+	slots := make([]slot, 0, total)
 	for i := range counts {
 		for k := range counts[i] {
 			slots = append(slots, slot{index: int32(i), k: k})
@@ -164,19 +168,19 @@ func slotCounts(weights []float64) []int64 {
 			exact = exact && math.Abs(ratio-float64(counts[i])) < 1e-9
 		}
 		if exact {
-			return reduce(counts)
+			return reduceCounts(counts)
 		}
 	}
 	scale := maxScheduleSlots / total
 	for i, w := range weights {
 		counts[i] = max(1, int64(math.Round(w*scale)))
 	}
-	return reduce(counts)
+	return reduceCounts(counts)
 }
 
-// reduce divides counts by their greatest common divisor: equal weights
+// reduceCounts divides counts by their greatest common divisor: equal weights
 // make a round of one slot each, plain round robin.
-func reduce(counts []int64) []int64 {
+func reduceCounts(counts []int64) []int64 {
 	var divisor int64
 	for _, c := range counts {
 		divisor = gcd(divisor, c)

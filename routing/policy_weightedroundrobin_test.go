@@ -14,7 +14,7 @@ func orcaReport(qps, eps, utilization float64) *LoadReport {
 	return &LoadReport{KnownLoadRate: -1, Utilization: utilization, QPS: qps, EPS: eps, Source: "orca-oob", Time: testNow}
 }
 
-func TestWeightedRoundRobin(t *testing.T) {
+func TestPolicyWeightedRoundRobin(t *testing.T) {
 	weight := func(w string) map[string]string { return map[string]string{weightKey: w} }
 	stale := orcaReport(100, 0, 0.1)
 	stale.Time = testNow.Add(-time.Minute)
@@ -86,17 +86,17 @@ func TestWeightedRoundRobin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			candidates := newCandidates(tt.eps...)
 			sel := weightedRoundRobin{}.newSelector(candidates, testNow)
-			got := shares(sel, candidates, picks(t.Context()), 10_000, false)
-			if diff := cmp.Diff(tt.want, got, approx(0.01)); diff != "" {
+			got := selectShares(sel, candidates, pickInfo(t.Context()), 10_000, false)
+			if diff := cmp.Diff(tt.want, got, approxShares(0.01)); diff != "" {
 				t.Errorf("shares (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-// TestWeightedRoundRobinInterleaves checks that a heavy endpoint's calls
+// TestPolicyWeightedRoundRobinInterleaves checks that a heavy endpoint's calls
 // are spread over the round, not sent in a run.
-func TestWeightedRoundRobinInterleaves(t *testing.T) {
+func TestPolicyWeightedRoundRobinInterleaves(t *testing.T) {
 	candidates := newCandidates(
 		testEndpoint{addr: "a:1", metadata: map[string]string{weightKey: "1"}},
 		testEndpoint{addr: "b:1", metadata: map[string]string{weightKey: "1"}},
@@ -114,10 +114,10 @@ func TestWeightedRoundRobinInterleaves(t *testing.T) {
 	}
 }
 
-// TestWeightedRoundRobinScheduleBounded checks that the schedule of many
+// TestPolicyWeightedRoundRobinScheduleBounded checks that the schedule of many
 // endpoints with scattered weights stays short and gives every endpoint a
 // slot.
-func TestWeightedRoundRobinScheduleBounded(t *testing.T) {
+func TestPolicyWeightedRoundRobinScheduleBounded(t *testing.T) {
 	candidates := numberedCandidates(1000)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range candidates {

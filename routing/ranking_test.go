@@ -120,6 +120,21 @@ func (m *monitored) call(ctx context.Context) (string, error) {
 	return resp.GetServer(), err
 }
 
+// waitOnly calls until n calls in a row were answered by server: the
+// balancer's ranking reflects the last change.
+func (m *monitored) waitOnly(ctx context.Context, t *testing.T, server string, n int) {
+	t.Helper()
+	inARow := 0
+	waitFor(ctx, t, "calls on "+server+" alone", func() bool {
+		if s, err := m.call(ctx); err == nil && s == server {
+			inARow++
+		} else {
+			inARow = 0
+		}
+		return inARow == n
+	})
+}
+
 func (m *monitored) state(addr string) *routing.EndpointState {
 	eps, _ := m.table.Endpoints(echoService)
 	for _, ep := range eps {
@@ -169,10 +184,7 @@ func TestLeastLoadedRanksByReports(t *testing.T) {
 				t.Errorf("idle's load rate = %v (%+v), want 0.1", r.LoadRate(), r)
 			}
 			// Let the balancer connect to all three, then count.
-			waitFor(ctx, t, "calls to settle on idle", func() bool {
-				s, err := m.call(ctx)
-				return err == nil && s == "idle"
-			})
+			m.waitOnly(ctx, t, "idle", 5)
 			counts := m.countCalls(ctx, t, 200)
 			if counts["idle"] < 180 {
 				t.Errorf("calls per backend %v: want nearly all on idle", counts)
@@ -188,9 +200,9 @@ func TestReportedLoadChangesRanking(t *testing.T) {
 	b := startTestBackend(t, "b", dotnetBackend, 0.6)
 	m := startMonitored(t, routing.PolicyLeastLoaded, a, b)
 	ctx := testContext(t)
-	waitFor(ctx, t, "calls on a", func() bool { s, err := m.call(ctx); return err == nil && s == "a" })
+	m.waitOnly(ctx, t, "a", 5)
 	a.rate.Store(mathFloat64bits(0.95))
-	waitFor(ctx, t, "calls to move to b", func() bool { s, err := m.call(ctx); return err == nil && s == "b" })
+	m.waitOnly(ctx, t, "b", 5)
 	if counts := m.countCalls(ctx, t, 50); counts["b"] < 45 {
 		t.Errorf("after a's load rose: %v", counts)
 	}
@@ -209,7 +221,7 @@ func TestNotServingGetsNoCalls(t *testing.T) {
 
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	waitFor(ctx, t, "a to turn unhealthy", func() bool { return !m.state(a.addr).Healthy() })
-	waitFor(ctx, t, "the balancer to drop a", func() bool { s, _ := m.call(ctx); return s == "b" })
+	m.waitOnly(ctx, t, "b", 10)
 	if counts := m.countCalls(ctx, t, 50); counts["a"] != 0 {
 		t.Errorf("calls while a is NOT_SERVING: %v", counts)
 	}
@@ -267,7 +279,8 @@ func TestPassiveEjection(t *testing.T) {
 	if failures > 3 {
 		t.Errorf("%d calls failed before the ejection, want 3", failures)
 	}
-	waitFor(ctx, t, "the balancer to drop bad", func() bool { s, err := m.call(ctx); return err == nil && s == "good" })
+	// The balancer gets the change at the resolver's next push.
+	m.waitOnly(ctx, t, "good", 10)
 	for range 30 {
 		if _, err := m.call(ctx); err != nil {
 			t.Fatalf("call after the ejection: %v", err)

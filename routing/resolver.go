@@ -68,6 +68,12 @@ type tableResolver struct {
 	wg      sync.WaitGroup
 }
 
+// minPushInterval spaces the resolver's pushes: every push makes the
+// balancer rank the endpoints again, and with many endpoints reporting
+// their load, changes come faster than rankings need to. Changes in
+// between are coalesced into the next push.
+const minPushInterval = 50 * time.Millisecond
+
 func (r *tableResolver) follow(ctx context.Context, changed <-chan struct{}) {
 	for {
 		select {
@@ -75,6 +81,11 @@ func (r *tableResolver) follow(ctx context.Context, changed <-chan struct{}) {
 			return
 		case <-changed:
 			r.push()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(minPushInterval):
 		}
 	}
 }

@@ -73,7 +73,6 @@ func NewRouter(opts Options) (*Router, error) {
 	if opts.LoadMaxAge == 0 {
 		opts.LoadMaxAge = DefaultLoadMaxAge
 	}
-	registerBalancerOnce()
 	r := &Router{opts: opts}
 	r.resolver = &resolverBuilder{table: opts.Table, pushed: r.pushed}
 	r.conns.Store(&map[string]*serviceConn{})
