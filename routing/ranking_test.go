@@ -336,3 +336,40 @@ func containsAll(s string, parts ...string) bool {
 	}
 	return true
 }
+
+// TestPerCallORCA: a backend that only puts ORCA reports in its call
+// trailers is ranked from them.
+func TestPerCallORCA(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := orca.NewServerMetricsRecorder()
+	recorder.SetCPUUtilization(0.42)
+	srv := grpc.NewServer(orca.CallMetricsServerOption(recorder), grpc.ChainUnaryInterceptor(
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			// gRPC sends the trailer report when the call asked for its
+			// recorder; ask, as the loadreport library does.
+			if r := orca.CallMetricsRecorderFromContext(ctx); r != nil {
+				r.SetApplicationUtilization(0.3)
+			}
+			return handler(ctx, req)
+		}))
+	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "orca-call"}))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	b := &testBackend{addr: lis.Addr().String()}
+	m := startMonitored(t, routing.PolicyLeastLoaded, b)
+	ctx := testContext(t)
+	if _, err := m.call(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, "a per-call report", func() bool {
+		r := m.state(b.addr).Load()
+		return r != nil && r.Source == "orca-call"
+	})
+	r := m.state(b.addr).Load()
+	if r.Utilization != 0.42 || r.KnownLoadRate != 0.3 {
+		t.Errorf("report %+v, want utilization 0.42 and known rate 0.3", r)
+	}
+}
