@@ -71,6 +71,7 @@ any service; no client change is needed.`,
 		newProxyCommand(&flags, stderr),
 		newRegisterCommand(&flags, stderr),
 		newDiscoverCommand(&flags, stdout),
+		newStatusCommand(&flags, stdout),
 		newVersionCommand(stdout),
 	)
 	return root

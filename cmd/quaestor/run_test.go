@@ -112,6 +112,21 @@ registry:
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// quaestor status shows the registered worker, healthy.
+	for {
+		var stdout, stderr strings.Builder
+		code := execute(ctx, []string{"status", "-c", cfg}, &stdout, &stderr)
+		out := stdout.String()
+		if code == exitOK && strings.Contains(out, "etcd: embedded, ready") && strings.Contains(out, worker) &&
+			strings.Contains(out, "healthy") && strings.Contains(out, "quaestor.example.v1.Echo") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("quaestor status: exit %d\n%s%s", code, out, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
 	var stdout, stderr strings.Builder
 	if code := execute(ctx, []string{"discover", "-c", cfg, "--best", "nosuch.Svc"}, &stdout, &stderr); code != exitFailure ||
 		!strings.Contains(stderr.String(), `unknown service "nosuch.Svc"`) {

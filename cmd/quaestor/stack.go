@@ -28,12 +28,19 @@ type stack struct {
 	metrics *prometheus.Registry
 	checks  []admin.Check
 	stops   []func()
+
+	started time.Time
+	// table and disc are set by startRouting, for the status snapshot;
+	// processes by the supervisor's start.
+	table     *routing.Table
+	disc      *registry.Discovery
+	processes func() []admin.ProcessStatus
 }
 
 func newStack(cfg config.Config, stderr io.Writer) *stack {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return &stack{cfg: cfg, logger: cfg.Log.NewLogger(stderr), metrics: metrics}
+	return &stack{cfg: cfg, logger: cfg.Log.NewLogger(stderr), metrics: metrics, started: time.Now()}
 }
 
 // onStop adds a step to run at shutdown; steps run last first.
@@ -81,6 +88,7 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	if err := routing.LoadStatic(table, s.cfg.Services); err != nil {
 		return nil, usageError{err}
 	}
+	s.table = table
 	monitor, err := routing.StartMonitor(routing.MonitorOptions{
 		Table:  table,
 		Health: s.cfg.Health,
@@ -105,6 +113,7 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 			return nil, err
 		}
 		s.onStop(disc.Close)
+		s.disc = disc
 		s.metrics.MustRegister(admin.DiscoveryCollectors(disc)...)
 		s.checks = append(s.checks, admin.Check{Name: "etcd discovery", Ready: func() error {
 			st := disc.Status()
@@ -143,7 +152,7 @@ func (s *stack) serveAdmin() error {
 	if s.cfg.Admin.Listen == "" {
 		return nil
 	}
-	srv, err := admin.New(admin.Options{Listen: s.cfg.Admin.Listen, Checks: s.checks, Gatherer: s.metrics, Logger: s.logger})
+	srv, err := admin.New(admin.Options{Listen: s.cfg.Admin.Listen, Checks: s.checks, Gatherer: s.metrics, Status: s.snapshot, Logger: s.logger})
 	if err != nil {
 		return err
 	}
@@ -239,4 +248,47 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),
 		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services))
 	return srv.Run(ctx, lis)
+}
+
+// snapshot is the state /api/status reports.
+func (s *stack) snapshot() admin.Snapshot {
+	snap := admin.Snapshot{Version: buildVersion(), StartedAt: s.started, Services: []admin.ServiceStatus{}, Processes: []admin.ProcessStatus{}}
+	if s.disc != nil {
+		st := s.disc.Status()
+		snap.Etcd = &admin.EtcdStatus{
+			Mode: s.cfg.Etcd.Mode, Ready: st.Ready(), Connected: st.Connected, Watching: st.Watching,
+			Revision: st.Revision, Restarts: st.Restarts, Skipped: st.Skipped,
+		}
+		if st.LastError != nil {
+			snap.Etcd.LastError = st.LastError.Error()
+		}
+	}
+	if s.table != nil {
+		policies, _ := s.cfg.ServicePolicies()
+		now := time.Now()
+		for _, name := range s.table.Services() {
+			svc := admin.ServiceStatus{Name: name, Policy: s.cfg.Proxy.Policy, Endpoints: []admin.EndpointStatus{}}
+			if p, ok := policies[name]; ok {
+				svc.Policy = p
+			}
+			eps, _ := s.table.Endpoints(name)
+			for _, ep := range eps {
+				st := ep.State
+				es := admin.EndpointStatus{
+					Addr: ep.Addr, Source: ep.Source, ID: ep.ID,
+					Healthy: st.Healthy(), Ejected: st.Ejected(now), InFlight: st.InFlight(), Picks: st.Picks(),
+					LoadRate: -1, LatencyMS: float64(st.LatencyEWMA()) / float64(time.Millisecond),
+				}
+				if r := st.FreshLoad(now, s.cfg.Load.MaxAge); r != nil {
+					es.LoadRate, es.Utilization, es.LoadSource = r.LoadRate(), r.Utilization, r.Source
+				}
+				svc.Endpoints = append(svc.Endpoints, es)
+			}
+			snap.Services = append(snap.Services, svc)
+		}
+	}
+	if s.processes != nil {
+		snap.Processes = s.processes()
+	}
+	return snap
 }

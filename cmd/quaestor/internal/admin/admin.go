@@ -1,6 +1,6 @@
 // Package admin serves quaestor's operator endpoints over HTTP: /healthz
-// (the process is up), /readyz (every readiness check passes) and /metrics
-// (Prometheus).
+// (the process is up), /readyz (every readiness check passes), /metrics
+// (Prometheus) and /api/status (the state of everything, as JSON).
 //
 //	srv, err := admin.New(admin.Options{Listen: "127.0.0.1:9150", Checks: checks, Gatherer: reg})
 //	go srv.Serve()
@@ -60,6 +60,8 @@ type Options struct {
 	Checks []Check
 	// Gatherer is served at /metrics. Default prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
+	// Status, when set, answers /api/status.
+	Status func() Snapshot
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -107,6 +109,9 @@ func New(opts Options) (*Server, error) {
 		fmt.Fprint(w, report.String(), "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
+	if opts.Status != nil {
+		mux.Handle("GET /api/status", serveStatus(opts.Status))
+	}
 	return &Server{
 		http:   &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		lis:    lis,
