@@ -63,20 +63,7 @@ type reflectionV1 struct {
 }
 
 func (r reflectionV1) ServerReflectionInfo(stream rpb.ServerReflection_ServerReflectionInfoServer) error {
-	s := r.p.newSession(stream.Context())
-	defer s.close()
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if err := stream.Send(s.answer(req)); err != nil {
-			return err
-		}
-	}
+	return serveReflection(stream.Context(), r.p, stream.Recv, stream.Send, func() *rpb.ServerReflectionResponse { return new(rpb.ServerReflectionResponse) })
 }
 
 type reflectionV1Alpha struct {
@@ -85,10 +72,17 @@ type reflectionV1Alpha struct {
 }
 
 func (r reflectionV1Alpha) ServerReflectionInfo(stream rpbalpha.ServerReflection_ServerReflectionInfoServer) error {
-	s := r.p.newSession(stream.Context())
+	return serveReflection(stream.Context(), r.p, stream.Recv, stream.Send, func() *rpbalpha.ServerReflectionResponse { return new(rpbalpha.ServerReflectionResponse) })
+}
+
+// serveReflection answers one client reflection stream of either version:
+// requests are read as v1 (v1alpha has the same wire form) and answers
+// sent back in the stream's own version.
+func serveReflection[Req, Resp proto.Message](ctx context.Context, p *reflectionProxy, recv func() (Req, error), send func(Resp) error, newResp func() Resp) error {
+	s := p.newSession(ctx)
 	defer s.close()
 	for {
-		req, err := stream.Recv()
+		req, err := recv()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -99,11 +93,11 @@ func (r reflectionV1Alpha) ServerReflectionInfo(stream rpbalpha.ServerReflection
 		if err != nil {
 			return err
 		}
-		resp, err := convertMessage(s.answer(v1req), &rpbalpha.ServerReflectionResponse{})
+		resp, err := convertMessage(s.answer(v1req), newResp())
 		if err != nil {
 			return err
 		}
-		if err := stream.Send(resp); err != nil {
+		if err := send(resp); err != nil {
 			return err
 		}
 	}
