@@ -9,9 +9,12 @@
 // details) verbatim, trailers-only responses stay trailers-only. The
 // client's deadline and cancellation reach the backend.
 //
-// Besides forwarding, the server answers grpc.health.v1.Health for itself
-// and server reflection for every service it routes to, by asking a backend
-// of that service, so grpcurl works against the proxy address.
+// Besides forwarding, the server answers grpc.health.v1.Health for itself,
+// server reflection for every service it routes to (by asking a backend of
+// that service, so grpcurl works against the proxy address), and, given a
+// [Locator], the look-aside discovery RPCs of
+// Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc for clients that want a
+// direct connection.
 //
 // The package knows nothing of registries: it asks a [Router] for "the
 // connection for service S".
