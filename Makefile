@@ -4,8 +4,6 @@ BIN     := bin
 CONFIG  ?= configs/quaestor.yaml
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
-# The example workers `make run` starts; configs/quaestor.yaml lists them.
-WORKER_PORTS := 5161 5162 5163 5164
 
 .PHONY: all build run test bench proto lint clean
 
@@ -14,14 +12,10 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-# Starts the example workers, then `quaestor run` (embedded etcd in
-# data/etcd, the proxy on 127.0.0.1:5150, admin on 127.0.0.1:9150), in the
-# foreground. Ctrl-C drains the proxy, stops etcd and the workers.
+# `quaestor run` in the foreground: the embedded etcd (data/etcd), four
+# supervised example workers, the proxy on 127.0.0.1:5150, the admin server
+# on 127.0.0.1:9150. Ctrl-C drains the proxy, stops the workers, then etcd.
 run: build
-	@pids=""; trap 'kill $$pids 2>/dev/null; wait $$pids 2>/dev/null' EXIT INT TERM; \
-	for port in $(WORKER_PORTS); do \
-		$(BIN)/quaestor-worker --port $$port & pids="$$pids $$!"; \
-	done; \
 	$(BIN)/quaestor run -c $(CONFIG)
 
 test:

@@ -72,6 +72,8 @@ any service; no client change is needed.`,
 		newRegisterCommand(&flags, stderr),
 		newDiscoverCommand(&flags, stdout),
 		newStatusCommand(&flags, stdout),
+		newSuperviseCommand(&flags, stderr),
+		newServiceCommand(&flags, stdout, stderr),
 		newVersionCommand(stdout),
 	)
 	return root

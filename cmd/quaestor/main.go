@@ -4,12 +4,27 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/service"
 )
 
 func main() {
+	// Started by the Windows service manager: run until it says stop.
+	if handled, err := service.RunAsService(service.DefaultName, func(ctx context.Context) error {
+		if code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr); code != exitOK {
+			return fmt.Errorf("quaestor exited with status %d", code)
+		}
+		return nil
+	}); handled {
+		if err != nil {
+			os.Exit(exitFailure)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		// After the first signal starts a drain, a second one kills at

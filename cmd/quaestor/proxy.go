@@ -33,7 +33,7 @@ the calls in flight (proxy.drain_timeout).`,
 					return usageError{fmt.Errorf("--listen: %w", err)}
 				}
 			}
-			return runProxy(cmd.Context(), cfg, stderr, false)
+			return runProxy(cmd.Context(), cfg, flags, stderr, false)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "address to serve on (overrides proxy.listen)")
@@ -43,34 +43,43 @@ the calls in flight (proxy.drain_timeout).`,
 func newRunCommand(flags *globalFlags, stderr io.Writer) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run",
-		Short: "Run everything: the embedded etcd (or the external one), the proxy and the admin server",
+		Short: "Run everything: the embedded etcd (or the external one), the supervisor, the proxy and the admin server",
 		Long: `Run quaestor all in one: with etcd.mode embedded, a single-node etcd in this
 process (data in etcd.dir, clients at etcd.client_url); with external, a
-client of the cluster at etcd.endpoints. Then the proxy and the admin server.
-Stops on SIGINT or SIGTERM: the proxy drains, then etcd stops.`,
+client of the cluster at etcd.endpoints. Then the supervised workers of
+supervisor.agents, the proxy and the admin server. SIGHUP, or a change of
+the configuration file, reloads the agents and the static services. Stops on
+SIGINT or SIGTERM: the proxy drains, the workers stop (deregistered first),
+then etcd stops.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.loadConfig(os.Environ())
 			if err != nil {
 				return err
 			}
-			return runProxy(cmd.Context(), cfg, stderr, true)
+			return runProxy(cmd.Context(), cfg, flags, stderr, true)
 		},
 	}
 }
 
 // runProxy runs the proxy, its routing and the admin server until ctx is
-// done; with startEmbedded, also the embedded etcd.
-func runProxy(ctx context.Context, cfg config.Config, stderr io.Writer, startEmbedded bool) error {
+// done; all in one (quaestor run), also the embedded etcd and the
+// supervisor.
+func runProxy(ctx context.Context, cfg config.Config, flags *globalFlags, stderr io.Writer, allInOne bool) error {
 	s := newStack(cfg, stderr)
 	defer s.stop()
-	client, err := s.startEtcd(startEmbedded)
+	client, err := s.startEtcd(allInOne)
 	if err != nil {
 		return err
 	}
 	router, err := s.startRouting(client)
 	if err != nil {
 		return err
+	}
+	if allInOne {
+		if err := s.startSupervisor(ctx, client, flags); err != nil {
+			return err
+		}
 	}
 	return s.serveProxy(ctx, router, client)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 	"github.com/quaestor-go/quaestor/routing/registry"
+	"github.com/quaestor-go/quaestor/supervisor"
 )
 
 // Config is the whole configuration file.
@@ -29,6 +30,8 @@ type Config struct {
 	Etcd registry.EtcdConfig `koanf:"etcd"`
 	// Registry places and times registrations.
 	Registry registry.Config `koanf:"registry"`
+	// Supervisor lists the worker processes this machine keeps running.
+	Supervisor supervisor.Config `koanf:"supervisor"`
 	// Health configures active and passive health checks.
 	Health routing.HealthConfig `koanf:"health"`
 	// Load configures load collection.
@@ -51,13 +54,14 @@ type LogConfig struct {
 // Default returns the configuration with every default set.
 func Default() Config {
 	return Config{
-		Proxy:    proxy.DefaultConfig(),
-		Admin:    admin.DefaultConfig(),
-		Etcd:     registry.DefaultEtcdConfig(),
-		Registry: registry.DefaultConfig(),
-		Health:   routing.DefaultHealthConfig(),
-		Load:     routing.DefaultLoadConfig(),
-		Log:      LogConfig{Level: "info", Format: "text"},
+		Proxy:      proxy.DefaultConfig(),
+		Admin:      admin.DefaultConfig(),
+		Etcd:       registry.DefaultEtcdConfig(),
+		Registry:   registry.DefaultConfig(),
+		Health:     routing.DefaultHealthConfig(),
+		Supervisor: supervisor.DefaultConfig(),
+		Load:       routing.DefaultLoadConfig(),
+		Log:        LogConfig{Level: "info", Format: "text"},
 	}
 }
 
@@ -79,6 +83,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Registry.Validate(); err != nil {
+		return err
+	}
+	if err := c.Supervisor.Validate(); err != nil {
 		return err
 	}
 	if err := c.Health.Validate(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quaestor-go/quaestor/routing"
+	"github.com/quaestor-go/quaestor/supervisor"
 )
 
 func TestMain(m *testing.M) {
@@ -105,7 +106,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
 			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.advertise, proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy)`},
 		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services)`},
+			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services, supervisor)`},
 		{name: "bad etcd mode", file: "etcd:\n  mode: cluster\n",
 			wantErr: `etcd.mode: "cluster" is not embedded, external or none`},
 		{name: "unknown tls key", file: "etcd:\n  tls:\n    cafile: x\n",
@@ -194,6 +195,9 @@ func TestReadmeReference(t *testing.T) {
 		want[key] = true
 	}
 	for _, key := range knownKeys(reflect.TypeFor[routing.ServiceConfig](), "services[].") {
+		want[key] = true
+	}
+	for _, key := range knownKeys(reflect.TypeFor[supervisor.AgentConfig](), "supervisor.agents[].") {
 		want[key] = true
 	}
 	if diff := cmp.Diff(want, documented); diff != "" {
