@@ -59,17 +59,10 @@ hand or by a service manager.`,
 			if err != nil {
 				return err
 			}
-			reg, err := s.newRegistrar(client)
+			reg, err := s.registrar(client) // the stack's stop revokes its lease
 			if err != nil {
 				return err
 			}
-			defer func() {
-				if err := reg.Close(); err != nil {
-					s.logger.Warn("register: deregistering", "error", err)
-				} else {
-					s.logger.Info("register: deregistered", "service", inst.Service, "addr", inst.Addr)
-				}
-			}()
 			return holdRegistration(cmd.Context(), reg, inst, s)
 		},
 	}

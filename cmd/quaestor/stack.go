@@ -35,6 +35,8 @@ type stack struct {
 	table     *routing.Table
 	disc      *registry.Discovery
 	processes func() []admin.ProcessStatus
+	// reg is the process's one registrar (one lease for all it registers).
+	reg *registry.Registrar
 }
 
 func newStack(cfg config.Config, stderr io.Writer) *stack {
@@ -172,8 +174,13 @@ func (s *stack) serveAdmin() error {
 	return nil
 }
 
-// newRegistrar returns a registrar for this process's own instances.
-func (s *stack) newRegistrar(client *clientv3.Client) (*registry.Registrar, error) {
+// registrar returns the process's registrar, made on first use: one lease
+// for everything this process registers (its supervised workers, the proxy
+// itself). It is closed, revoking the lease, when the stack stops.
+func (s *stack) registrar(client *clientv3.Client) (*registry.Registrar, error) {
+	if s.reg != nil {
+		return s.reg, nil
+	}
 	reg, err := registry.NewRegistrar(registry.RegistrarOptions{
 		Client:         client,
 		Prefix:         s.cfg.Etcd.Prefix,
@@ -186,6 +193,14 @@ func (s *stack) newRegistrar(client *clientv3.Client) (*registry.Registrar, erro
 		return nil, err
 	}
 	s.metrics.MustRegister(admin.RegistrarCollectors(reg)...)
+	s.onStop(func() {
+		if err := reg.Close(); err != nil {
+			s.logger.Warn("registry: deregistering", "error", err)
+			return
+		}
+		s.logger.Info("registry: lease revoked, every registration of this process removed")
+	})
+	s.reg = reg
 	return reg, nil
 }
 
@@ -195,9 +210,10 @@ func (s *stack) newRegistrar(client *clientv3.Client) (*registry.Registrar, erro
 // drain starts.
 func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *clientv3.Client) error {
 	var reg *registry.Registrar
+	var self registry.Instance
 	if client != nil {
 		var err error
-		if reg, err = s.newRegistrar(client); err != nil {
+		if reg, err = s.registrar(client); err != nil {
 			return err
 		}
 	}
@@ -208,10 +224,12 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 		Scope:   s.cfg.Registry.Scope,
 		Logger:  s.logger,
 		BeforeDrain: func() {
-			if reg == nil {
+			if reg == nil || self.Addr == "" {
 				return
 			}
-			if err := reg.Close(); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Etcd.RequestTimeout)
+			defer cancel()
+			if err := reg.Deregister(ctx, self.Service, self.Addr); err != nil {
 				s.logger.Warn("proxy: deregistering", "error", err)
 			}
 		},
@@ -229,7 +247,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 		return err
 	}
 	if reg != nil {
-		self := registry.Instance{Service: proxy.DiscoveryServiceName, Addr: s.cfg.Proxy.AdvertiseAddr(lis.Addr())}
+		self = registry.Instance{Service: proxy.DiscoveryServiceName, Addr: s.cfg.Proxy.AdvertiseAddr(lis.Addr())}
 		regCtx, cancel := context.WithCancel(ctx)
 		registered := make(chan struct{})
 		go func() {
@@ -242,7 +260,6 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 		s.onStop(func() {
 			cancel()
 			<-registered
-			_ = reg.Close() // done already unless serving failed
 		})
 	}
 	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),

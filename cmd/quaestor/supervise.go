@@ -64,11 +64,10 @@ func (s *stack) startSupervisor(ctx context.Context, client *clientv3.Client, fl
 	}
 	opts := supervisor.Options{Config: s.cfg.Supervisor, Logger: s.logger}
 	if client != nil {
-		reg, err := s.newRegistrar(client)
+		reg, err := s.registrar(client)
 		if err != nil {
 			return err
 		}
-		s.onStop(func() { _ = reg.Close() })
 		opts.Registry = reg
 	}
 	sup, err := supervisor.New(opts)
