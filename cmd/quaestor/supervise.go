@@ -169,4 +169,3 @@ func processStatus(in []supervisor.InstanceStatus) []admin.ProcessStatus {
 	}
 	return out
 }
-
