@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/quaestor-go/quaestor/routing"
 )
 
 // Config is the `proxy:` section of the configuration.
@@ -28,6 +30,11 @@ type Config struct {
 	// starts (SIGTERM, SIGINT); calls still running then are cancelled.
 	// Default 30s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	// TLS makes the listener serve TLS: cert and key are the proxy's
+	// certificate; ca, when set, requires client certificates it signed
+	// (mutual TLS). Files are read again when they change. Default:
+	// plaintext.
+	TLS routing.TLSConfig `koanf:"tls"`
 }
 
 // Defaults used by DefaultConfig.
@@ -64,6 +71,17 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("proxy.drain_timeout: %s is negative", c.DrainTimeout)
+	}
+	if c.TLS.Enabled() {
+		if c.TLS.Cert == "" {
+			return fmt.Errorf("proxy.tls.cert: empty, serving TLS needs a certificate and key")
+		}
+		if c.TLS.ServerName != "" {
+			return fmt.Errorf("proxy.tls.server_name: %q, only backends' TLS takes a server name", c.TLS.ServerName)
+		}
+		if err := c.TLS.Validate("proxy.tls"); err != nil {
+			return err
+		}
 	}
 	return nil
 }

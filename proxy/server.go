@@ -8,6 +8,7 @@ import (
 	"net"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed calls
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -79,12 +80,21 @@ func NewServer(opts Options) (*Server, error) {
 			logger:         opts.Logger,
 		},
 	}
-	serverOpts := append([]grpc.ServerOption{
+	var base []grpc.ServerOption
+	if opts.Config.TLS.Enabled() {
+		tlsConfig, err := opts.Config.TLS.ServerTLS()
+		if err != nil {
+			return nil, fmt.Errorf("proxy: proxy.tls: %w", err)
+		}
+		base = append(base, grpc.Creds(credentials.NewTLS(tlsConfig)))
+	}
+	serverOpts := append(base, []grpc.ServerOption{
 		grpc.ForceServerCodecV2(s.forwarder.codec),
 		grpc.UnknownServiceHandler(s.forwarder.handle),
 		grpc.MaxRecvMsgSize(opts.Config.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.Config.MaxMessageSize),
-	}, opts.ServerOptions...)
+	}...)
+	serverOpts = append(serverOpts, opts.ServerOptions...)
 	s.grpc = grpc.NewServer(serverOpts...)
 	if opts.Locator != nil {
 		if opts.Scope == "" {

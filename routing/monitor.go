@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // HealthConfig configures active health checks: grpc.health.v1 Watch per
@@ -90,8 +90,11 @@ type MonitorOptions struct {
 	Load   LoadConfig
 	// Scope is sent in ReportLoad requests. Default "default".
 	Scope string
-	// DialOptions are added to the probe connections (credentials).
+	// DialOptions are added to the probe connections.
 	DialOptions []grpc.DialOption
+	// ServiceTLS gives, per service, the client TLS of its probes, as
+	// Router's.
+	ServiceTLS map[string]*tls.Config
 	// Logger receives health changes. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -199,7 +202,7 @@ type probe struct {
 }
 
 func (m *Monitor) startProbe(ctx context.Context, key probeKey, state *EndpointState) (*probe, error) {
-	dialOpts := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, m.opts.DialOptions...)
+	dialOpts := append([]grpc.DialOption{transportCredentials(m.opts.ServiceTLS[key.service])}, m.opts.DialOptions...)
 	conn, err := grpc.NewClient(key.addr, dialOpts...)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package routing
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -102,10 +103,17 @@ func (r *tableResolver) push() {
 	}
 	for _, ep := range eps {
 		attrs := attributes.New(endpointKey{}, ep)
-		addr := resolver.Address{Addr: ep.Addr, BalancerAttributes: attrs}
+		// The host is each address's authority: the name a TLS backend's
+		// certificate is checked against (not the service name, the
+		// connection's own authority).
+		host, _, err := net.SplitHostPort(ep.Addr)
+		if err != nil {
+			host = ep.Addr
+		}
+		addr := resolver.Address{Addr: ep.Addr, ServerName: host, BalancerAttributes: attrs}
 		state.Addresses = append(state.Addresses, addr)
 		state.Endpoints = append(state.Endpoints, resolver.Endpoint{
-			Addresses:  []resolver.Address{{Addr: ep.Addr}},
+			Addresses:  []resolver.Address{{Addr: ep.Addr, ServerName: host}},
 			Attributes: attrs,
 		})
 	}

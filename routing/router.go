@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -30,9 +32,12 @@ type Options struct {
 	// LoadMaxAge is how old a load report may be and still rank an
 	// endpoint. Default 10s.
 	LoadMaxAge time.Duration
-	// DialOptions are added to every backend connection (credentials,
-	// window sizes, ...). Default: plaintext.
+	// DialOptions are added to every backend connection (window sizes,
+	// ...).
 	DialOptions []grpc.DialOption
+	// ServiceTLS gives, per service, the client TLS of its backend
+	// connections. Services without an entry are called in plaintext.
+	ServiceTLS map[string]*tls.Config
 	// Logger receives connection events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -145,7 +150,7 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 		return nil, status.Errorf(codes.Internal, "quaestor: policy of service %q: %v", service, err)
 	}
 	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		transportCredentials(r.opts.ServiceTLS[service]),
 		grpc.WithResolvers(r.resolver),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(recordUnary),
@@ -201,4 +206,12 @@ func (r *Router) Locate(service string) (addrs []string, known bool) {
 		addrs[i] = ep.Addr
 	}
 	return addrs, known
+}
+
+// transportCredentials is TLS with cfg, or plaintext when cfg is nil.
+func transportCredentials(cfg *tls.Config) grpc.DialOption {
+	if cfg == nil {
+		return grpc.WithTransportCredentials(insecure.NewCredentials())
+	}
+	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
 }

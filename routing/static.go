@@ -22,6 +22,11 @@ type ServiceConfig struct {
 	// HashKey is the request metadata key the consistent-hash policy
 	// hashes, e.g. "x-session-id". Required with that policy.
 	HashKey string `koanf:"hash_key"`
+	// TLS makes the proxy call this service's instances over TLS: ca
+	// verifies them (empty: the system roots), server_name overrides the
+	// name checked, cert and key are the proxy's client certificate for
+	// backends that require one. Default: plaintext.
+	TLS TLSConfig `koanf:"tls"`
 }
 
 // ValidateServices checks the `services:` list; errors name the entry and
@@ -46,6 +51,9 @@ func ValidateServices(services []ServiceConfig) error {
 			if err := ValidatePolicy(svc.Policy); err != nil {
 				return fmt.Errorf("%s.policy: %w", key, err)
 			}
+		}
+		if err := svc.TLS.Validate(key + ".tls"); err != nil {
+			return err
 		}
 		if svc.Policy == PolicyConsistentHash && svc.HashKey == "" {
 			return fmt.Errorf("%s.hash_key: empty, the consistent-hash policy needs the metadata key to hash", key)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,12 +92,23 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		return nil, usageError{err}
 	}
 	s.table = table
+	serviceTLS := make(map[string]*tls.Config)
+	for _, svc := range s.cfg.Services {
+		if svc.TLS.Enabled() {
+			cfg, err := svc.TLS.ClientTLS()
+			if err != nil {
+				return nil, usageError{fmt.Errorf("services: %s: tls: %w", svc.Name, err)}
+			}
+			serviceTLS[svc.Name] = cfg
+		}
+	}
 	monitor, err := routing.StartMonitor(routing.MonitorOptions{
-		Table:  table,
-		Health: s.cfg.Health,
-		Load:   s.cfg.Load,
-		Scope:  s.cfg.Registry.Scope,
-		Logger: s.logger,
+		Table:      table,
+		Health:     s.cfg.Health,
+		Load:       s.cfg.Load,
+		Scope:      s.cfg.Registry.Scope,
+		ServiceTLS: serviceTLS,
+		Logger:     s.logger,
 	})
 	if err != nil {
 		return nil, err
@@ -140,6 +152,7 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		ServicePolicies: policies,
 		HashKeys:        hashKeys,
 		LoadMaxAge:      s.cfg.Load.MaxAge,
+		ServiceTLS:      serviceTLS,
 		Logger:          s.logger,
 	})
 	if err != nil {
