@@ -27,7 +27,9 @@ type TLSConfig struct {
 }
 
 // Enabled reports whether any TLS setting is given.
-func (c TLSConfig) Enabled() bool { return c.Cert != "" || c.Key != "" || c.CA != "" || c.ServerName != "" }
+func (c TLSConfig) Enabled() bool {
+	return c.Cert != "" || c.Key != "" || c.CA != "" || c.ServerName != ""
+}
 
 // Validate checks the files exist and load; key names the section.
 func (c TLSConfig) Validate(key string) error {
