@@ -30,6 +30,9 @@ type Config struct {
 	// starts (SIGTERM, SIGINT); calls still running then are cancelled.
 	// Default 30s.
 	DrainTimeout time.Duration `koanf:"drain_timeout"`
+	// AccessLog logs one line per proxied call: method, client, backend,
+	// code, duration, bytes each way. Default false.
+	AccessLog bool `koanf:"access_log"`
 	// TLS makes the listener serve TLS: cert and key are the proxy's
 	// certificate; ca, when set, requires client certificates it signed
 	// (mutual TLS). Files are read again when they change. Default:

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,8 +30,15 @@ type forwarder struct {
 	director       Director
 	codec          frameCodec
 	maxMessageSize int
+	accessLog      bool
 	logger         *slog.Logger
 	inFlight       atomic.Int64
+}
+
+// callLog collects what the access log says of a call.
+type callLog struct {
+	backend           peer.Peer
+	bytesIn, bytesOut atomic.Int64
 }
 
 // handle is installed as the server's UnknownServiceHandler.
@@ -39,6 +47,29 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 	if !ok {
 		return status.Error(codes.Internal, "quaestor: server stream has no method")
 	}
+	if !f.accessLog {
+		return f.forward(ss, fullMethod, nil)
+	}
+	start := time.Now()
+	call := new(callLog)
+	err := f.forward(ss, fullMethod, call)
+	backend := "-"
+	if call.backend.Addr != nil {
+		backend = call.backend.Addr.String()
+	}
+	client := "-"
+	if p, ok := peer.FromContext(ss.Context()); ok && p.Addr != nil {
+		client = p.Addr.String()
+	}
+	f.logger.Info("access", "method", fullMethod, "client", client, "backend", backend,
+		"code", status.Code(err).String(), "duration", time.Since(start),
+		"bytes_in", call.bytesIn.Load(), "bytes_out", call.bytesOut.Load())
+	return err
+}
+
+// forward copies one call to the backend the director chooses; call, when
+// not nil, collects the access log's figures.
+func (f *forwarder) forward(ss grpc.ServerStream, fullMethod string, call *callLog) error {
 	conn, err := f.director(ss.Context(), fullMethod)
 	if err != nil {
 		return err
@@ -52,10 +83,15 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 	ctx, cancel := context.WithCancel(ss.Context())
 	defer cancel()
 	ctx = metadata.NewOutgoingContext(ctx, forwardMetadata(ss.Context()))
-	cs, err := conn.NewStream(ctx, forwardedStreamDesc, fullMethod,
+	callOpts := []grpc.CallOption{
 		grpc.ForceCodecV2(f.codec),
 		grpc.MaxCallRecvMsgSize(f.maxMessageSize),
-		grpc.MaxCallSendMsgSize(f.maxMessageSize))
+		grpc.MaxCallSendMsgSize(f.maxMessageSize),
+	}
+	if call != nil {
+		callOpts = append(callOpts, grpc.Peer(&call.backend))
+	}
+	cs, err := conn.NewStream(ctx, forwardedStreamDesc, fullMethod, callOpts...)
 	if err != nil {
 		return err
 	}
@@ -66,7 +102,7 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 	// it then ends at once.
 	var requestErr atomic.Pointer[error]
 	go func() {
-		if err := f.forwardRequests(ss, cs); err != nil {
+		if err := f.forwardRequests(ss, cs, call); err != nil {
 			if status.Code(err) == codes.ResourceExhausted {
 				f.logger.Warn("proxy: request refused: a message is larger than proxy.max_message_size",
 					"method", fullMethod, "max_message_size", f.maxMessageSize, "error", err)
@@ -77,7 +113,7 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 			cancel()
 		}
 	}()
-	err = f.forwardResponses(cs, ss)
+	err = f.forwardResponses(cs, ss, call)
 	if reqErr := requestErr.Load(); reqErr != nil {
 		return *reqErr
 	}
@@ -88,7 +124,7 @@ func (f *forwarder) handle(_ any, ss grpc.ServerStream) error {
 // half-closes, then half-closes the backend stream. It returns an error
 // only when the call must end because of the client side: the response
 // side ends it otherwise.
-func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream) error {
+func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, call *callLog) error {
 	var msg frame
 	for {
 		if err := ss.RecvMsg(&msg); err != nil {
@@ -102,6 +138,9 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream) 
 			// (gRPC has already answered it).
 			return err
 		}
+		if call != nil {
+			call.bytesIn.Add(int64(msg.data.Len()))
+		}
 		if err := cs.SendMsg(&msg); err != nil {
 			// The backend stream is over (io.EOF) or broken; the real
 			// status comes out of RecvMsg on the response side.
@@ -114,7 +153,7 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream) 
 // forwardResponses sends the backend's headers to the client as soon as
 // they arrive, then its messages, and returns its status with its trailers
 // set on the client stream.
-func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream) error {
+func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, call *callLog) error {
 	// Header blocks until the backend sends headers or ends the call. It
 	// returns nil for a trailers-only response: sending no headers keeps it
 	// trailers-only for the client too.
@@ -132,6 +171,9 @@ func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream)
 				return nil
 			}
 			return f.responseError(err)
+		}
+		if call != nil {
+			call.bytesOut.Add(int64(msg.data.Len()))
 		}
 		if err := ss.SendMsg(&msg); err != nil {
 			msg.free()

@@ -77,6 +77,7 @@ func NewServer(opts Options) (*Server, error) {
 			director:       opts.Director,
 			codec:          newFrameCodec(),
 			maxMessageSize: opts.Config.MaxMessageSize,
+			accessLog:      opts.Config.AccessLog,
 			logger:         opts.Logger,
 		},
 	}

@@ -1,0 +1,89 @@
+package proxy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+	"github.com/quaestor-go/quaestor/proxy"
+	"github.com/quaestor-go/quaestor/routing"
+)
+
+// syncBuffer is a log destination safe for concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+}
+
+func TestAccessLog(t *testing.T) {
+	be := startBackend(t, "b1")
+	table := routing.NewTable()
+	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: be.addr}})
+	router, err := routing.NewRouter(routing.Options{Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	var logs syncBuffer
+	cfg := proxy.DefaultConfig()
+	cfg.AccessLog = true
+	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	defer func() { srv.Stop(); <-done }()
+
+	echo := examplev1.NewEchoClient(dial(t, lis.Addr().String()))
+	ctx := testContext(t)
+	if _, err := echo.Unary(ctx, &examplev1.EchoRequest{Payload: []byte("12345"), ResponseSize: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = echo.Unary(ctx, &examplev1.EchoRequest{ErrorCode: int32(codes.NotFound)})
+
+	var entries []map[string]any
+	for _, line := range logs.lines() {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err == nil && e["msg"] == "access" {
+			entries = append(entries, e)
+		}
+	}
+	if len(entries) != 2 {
+		t.Fatalf("access lines: %v", logs.lines())
+	}
+	ok := entries[0]
+	if ok["method"] != "/quaestor.example.v1.Echo/Unary" || ok["backend"] != be.addr || ok["code"] != "OK" ||
+		ok["bytes_out"].(float64) < 1000 || ok["bytes_in"].(float64) < 5 || !strings.HasPrefix(ok["client"].(string), "127.0.0.1:") {
+		t.Errorf("access line: %v", ok)
+	}
+	if entries[1]["code"] != "NotFound" {
+		t.Errorf("failed call's access line: %v", entries[1])
+	}
+}
