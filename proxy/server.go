@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed calls
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	rpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/grpc/stats"
 
 	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
 )
@@ -29,12 +31,18 @@ type Options struct {
 	Director Director
 	// ServerOptions are added to the gRPC server's (credentials, ...).
 	ServerOptions []grpc.ServerOption
+	// StatsHandler, when set, sees every call the server handles (as
+	// grpc.StatsHandler): forwarded or the proxy's own, for metrics.
+	StatsHandler stats.Handler
 	// Locator, when set, answers the look-aside discovery RPCs
 	// (Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc) on the proxy's port.
 	Locator Locator
 	// Scope is the registry scope the look-aside discovery serves.
 	// Default "default".
 	Scope string
+	// TracerProvider, when set, spans every proxied call (see
+	// ClientTracing for the backend side). Default: no tracing.
+	TracerProvider trace.TracerProvider
 	// BeforeDrain, when set, runs when a drain starts, after health turns
 	// NOT_SERVING and before the listener closes: the place to deregister.
 	BeforeDrain func()
@@ -89,6 +97,9 @@ func NewServer(opts Options) (*Server, error) {
 		}
 		base = append(base, grpc.Creds(credentials.NewTLS(tlsConfig)))
 	}
+	if opts.TracerProvider != nil {
+		base = append(base, serverTracing(opts.TracerProvider))
+	}
 	serverOpts := append(base, []grpc.ServerOption{
 		grpc.ForceServerCodecV2(s.forwarder.codec),
 		grpc.UnknownServiceHandler(s.forwarder.handle),
@@ -96,6 +107,9 @@ func NewServer(opts Options) (*Server, error) {
 		grpc.MaxSendMsgSize(opts.Config.MaxMessageSize),
 	}...)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
+	if opts.StatsHandler != nil {
+		serverOpts = append(serverOpts, grpc.StatsHandler(opts.StatsHandler))
+	}
 	s.grpc = grpc.NewServer(serverOpts...)
 	if opts.Locator != nil {
 		if opts.Scope == "" {

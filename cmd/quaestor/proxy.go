@@ -68,6 +68,9 @@ then etcd stops.`,
 func runProxy(ctx context.Context, cfg config.Config, flags *globalFlags, stderr io.Writer, allInOne bool) error {
 	s := newStack(cfg, stderr)
 	defer s.stop()
+	if err := s.startTracing(ctx); err != nil {
+		return err
+	}
 	client, err := s.startEtcd(allInOne)
 	if err != nil {
 		return err

@@ -13,9 +13,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/admin"
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/config"
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/tracing"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 	"github.com/quaestor-go/quaestor/routing/registry"
@@ -38,6 +41,8 @@ type stack struct {
 	processes func() []admin.ProcessStatus
 	// reg is the process's one registrar (one lease for all it registers).
 	reg *registry.Registrar
+	// tracer spans proxied calls; nil when tracing is off.
+	tracer trace.TracerProvider
 }
 
 func newStack(cfg config.Config, stderr io.Writer) *stack {
@@ -81,6 +86,23 @@ func (s *stack) startEtcd(startEmbedded bool) (*clientv3.Client, error) {
 	}
 	s.onStop(func() { _ = client.Close() })
 	return client, nil
+}
+
+// startTracing sets up span export when tracing.otlp_endpoint is set.
+func (s *stack) startTracing(ctx context.Context) error {
+	tp, shutdown, err := tracing.Setup(ctx, s.cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	s.tracer = tp
+	s.onStop(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			s.logger.Warn("tracing: flushing spans", "error", err)
+		}
+	})
+	return nil
 }
 
 // startRouting fills a table from the static services and, with a client,
@@ -145,8 +167,13 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	} else {
 		s.checks = append(s.checks, admin.Check{Name: "static routing", Ready: func() error { return nil }})
 	}
+	var dialOpts []grpc.DialOption
+	if s.tracer != nil {
+		dialOpts = append(dialOpts, proxy.ClientTracing(s.tracer))
+	}
 	policies, hashKeys := s.cfg.ServicePolicies()
 	router, err := routing.NewRouter(routing.Options{
+		DialOptions:     dialOpts,
 		Table:           table,
 		DefaultPolicy:   s.cfg.Proxy.Policy,
 		ServicePolicies: policies,
@@ -231,11 +258,12 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 		}
 	}
 	srv, err := proxy.NewServer(proxy.Options{
-		Config:  s.cfg.Proxy,
-		Router:  router,
-		Locator: router,
-		Scope:   s.cfg.Registry.Scope,
-		Logger:  s.logger,
+		Config:         s.cfg.Proxy,
+		Router:         router,
+		Locator:        router,
+		Scope:          s.cfg.Registry.Scope,
+		TracerProvider: s.tracer,
+		Logger:         s.logger,
 		BeforeDrain: func() {
 			if reg == nil || self.Addr == "" {
 				return

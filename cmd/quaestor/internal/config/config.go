@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/admin"
+	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/tracing"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 	"github.com/quaestor-go/quaestor/routing/registry"
@@ -39,6 +40,8 @@ type Config struct {
 	// Services lists static endpoints per service, merged with what
 	// registries hold.
 	Services []routing.ServiceConfig `koanf:"services"`
+	// Tracing exports OpenTelemetry spans of proxied calls.
+	Tracing tracing.Config `koanf:"tracing"`
 	// Log sets up the process's logs.
 	Log LogConfig `koanf:"log"`
 }
@@ -61,6 +64,7 @@ func Default() Config {
 		Health:     routing.DefaultHealthConfig(),
 		Supervisor: supervisor.DefaultConfig(),
 		Load:       routing.DefaultLoadConfig(),
+		Tracing:    tracing.DefaultConfig(),
 		Log:        LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -92,6 +96,9 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Load.Validate(); err != nil {
+		return err
+	}
+	if err := c.Tracing.Validate(); err != nil {
 		return err
 	}
 	return c.Log.Validate()

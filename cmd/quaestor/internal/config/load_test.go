@@ -106,7 +106,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
 			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.access_log, proxy.advertise, proxy.drain_timeout, proxy.listen, proxy.max_message_size, proxy.policy, proxy.tls.ca, proxy.tls.cert, proxy.tls.key, proxy.tls.server_name)`},
 		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services, supervisor)`},
+			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services, supervisor, tracing)`},
 		{name: "bad etcd mode", file: "etcd:\n  mode: cluster\n",
 			wantErr: `etcd.mode: "cluster" is not embedded, external or none`},
 		{name: "unknown tls key", file: "etcd:\n  tls:\n    cafile: x\n",
