@@ -194,7 +194,7 @@ func (s *stack) serveAdmin() error {
 	if s.cfg.Admin.Listen == "" {
 		return nil
 	}
-	srv, err := admin.New(admin.Options{Listen: s.cfg.Admin.Listen, Checks: s.checks, Gatherer: s.metrics, Status: s.snapshot, Logger: s.logger})
+	srv, err := admin.New(admin.Options{Listen: s.cfg.Admin.Listen, Checks: s.checks, Gatherer: s.metrics, Status: s.snapshot, Pprof: s.cfg.Admin.Pprof, Logger: s.logger})
 	if err != nil {
 		return err
 	}
