@@ -18,7 +18,10 @@ build:
 run: build
 	$(BIN)/quaestor run -c $(CONFIG)
 
+# The status page's browser test needs Debian's chromium: installed here
+# when missing.
 test:
+	@./.ci/ensure-chromium.sh || echo "make test: no chromium; the status page's browser test will be skipped"
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 # The benchmark harness: direct vs quaestor vs grpc-proxy, in one run.

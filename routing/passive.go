@@ -78,6 +78,7 @@ func (t *Table) maybeEject(s *EndpointState, failures int) {
 		return
 	}
 	n := s.ejections.Add(1)
+	s.ejected.Add(1)
 	d := time.Duration(float64(cfg.EjectTime) * math.Pow(2, float64(n-1)))
 	if d > cfg.MaxEjectTime || d <= 0 {
 		d = cfg.MaxEjectTime

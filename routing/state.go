@@ -59,6 +59,7 @@ type EndpointState struct {
 	healthy      atomic.Bool  // active health checks say it serves
 	ejectedUntil atomic.Int64 // passive health: unix nanoseconds
 	ejections    atomic.Int32 // ejections in a row, for the growing time
+	ejected      atomic.Int64 // ejections in all
 	failures     atomic.Int32 // consecutive failed calls
 	inFlight     atomic.Int64 // calls the proxy has on it now
 	picks        atomic.Uint64
@@ -87,6 +88,9 @@ func (s *EndpointState) Ejected(now time.Time) bool {
 func (s *EndpointState) Available(now time.Time) bool {
 	return s.Healthy() && !s.Ejected(now)
 }
+
+// Ejections counts the times passive health ejected the endpoint.
+func (s *EndpointState) Ejections() int64 { return s.ejected.Load() }
 
 // InFlight is the number of calls the proxy has on the endpoint now.
 func (s *EndpointState) InFlight() int64 { return s.inFlight.Load() }

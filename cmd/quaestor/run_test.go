@@ -86,8 +86,18 @@ registry:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if _, body := httpGet(t, "http://"+adminAddr+"/metrics"); !strings.Contains(body, "quaestor_etcd_discovery_ready 1") {
-		t.Errorf("metrics lack quaestor_etcd_discovery_ready 1")
+	_, body := httpGet(t, "http://"+adminAddr+"/metrics")
+	for _, series := range []string{
+		"quaestor_etcd_discovery_ready 1",
+		`quaestor_proxy_requests_total{code="OK",method="Unary",service="quaestor.example.v1.Echo"}`,
+		`quaestor_proxy_request_duration_seconds_bucket{method="Unary",service="quaestor.example.v1.Echo"`,
+		`quaestor_endpoint_healthy{addr="` + worker + `",service="quaestor.example.v1.Echo"} 1`,
+		`quaestor_endpoint_picks_total{addr="` + worker + `",service="quaestor.example.v1.Echo"}`,
+		"quaestor_registered_instances",
+	} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics after traffic lacks %s", series)
+		}
 	}
 
 	// Look-aside: the proxy names the worker, and every proxy (this one)

@@ -114,6 +114,7 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		return nil, usageError{err}
 	}
 	s.table = table
+	s.metrics.MustRegister(admin.RoutingCollector(table))
 	serviceTLS := make(map[string]*tls.Config)
 	for _, svc := range s.cfg.Services {
 		if svc.TLS.Enabled() {
@@ -257,7 +258,10 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 			return err
 		}
 	}
+	proxyMetrics := admin.NewProxyMetrics()
+	s.metrics.MustRegister(proxyMetrics)
 	srv, err := proxy.NewServer(proxy.Options{
+		StatsHandler:   proxyMetrics,
 		Config:         s.cfg.Proxy,
 		Router:         router,
 		Locator:        router,

@@ -85,6 +85,7 @@ func (s *stack) startSupervisor(ctx context.Context, client *clientv3.Client, fl
 		}
 	})
 	s.processes = func() []admin.ProcessStatus { return processStatus(sup.Status()) }
+	s.metrics.MustRegister(admin.SupervisorCollector(sup.Status))
 	s.checks = append(s.checks, admin.Check{Name: "supervisor", Ready: func() error { return nil }})
 
 	reloadCtx, cancel := context.WithCancel(ctx)

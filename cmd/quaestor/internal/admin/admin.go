@@ -1,6 +1,8 @@
-// Package admin serves quaestor's operator endpoints over HTTP: /healthz
-// (the process is up), /readyz (every readiness check passes), /metrics
-// (Prometheus) and /api/status (the state of everything, as JSON).
+// Package admin serves quaestor's operator endpoints over HTTP: the status
+// page at / (plain HTML and a little JavaScript, embedded, refreshing
+// itself from /api/status), /api/status (the state of everything, as
+// JSON), /healthz (the process is up), /readyz (every readiness check
+// passes), /metrics (Prometheus) and, when enabled, /debug/pprof/.
 //
 //	srv, err := admin.New(admin.Options{Listen: "127.0.0.1:9150", Checks: checks, Gatherer: reg})
 //	go srv.Serve()
@@ -14,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -27,6 +30,8 @@ type Config struct {
 	// firewall guards it. Default "127.0.0.1:9150". Empty turns the admin
 	// server off.
 	Listen string `koanf:"listen"`
+	// Pprof serves the Go profiler at /debug/pprof/. Default false.
+	Pprof bool `koanf:"pprof"`
 }
 
 // DefaultConfig returns the admin section's defaults.
@@ -60,8 +65,10 @@ type Options struct {
 	Checks []Check
 	// Gatherer is served at /metrics. Default prometheus.DefaultGatherer.
 	Gatherer prometheus.Gatherer
-	// Status, when set, answers /api/status.
+	// Status, when set, answers /api/status and the status page at /.
 	Status func() Snapshot
+	// Pprof serves the Go profiler at /debug/pprof/ (admin.pprof).
+	Pprof bool
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -111,6 +118,15 @@ func New(opts Options) (*Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Gatherer, promhttp.HandlerOpts{}))
 	if opts.Status != nil {
 		mux.Handle("GET /api/status", serveStatus(opts.Status))
+		mux.Handle("GET /{$}", servePage())
+		mux.Handle("GET /page/{file}", servePageAsset())
+	}
+	if opts.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return &Server{
 		http:   &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
