@@ -48,10 +48,11 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type globalFlags struct {
 	configPath string
 	sets       []string
+	stderr     io.Writer
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	var flags globalFlags
+	flags := globalFlags{stderr: stderr}
 	root := &cobra.Command{
 		Use:   "quaestor",
 		Short: "A transparent gRPC gateway with server-side discovery",
@@ -82,7 +83,8 @@ any service; no client change is needed.`,
 // loadConfig reads the configuration the global flags name, with
 // QUAESTOR_ environment overrides.
 func (f *globalFlags) loadConfig(environ []string) (config.Config, error) {
-	cfg, err := config.Load(config.Source{Path: f.configPath, Environ: environ, Overrides: f.sets})
+	cfg, err := config.Load(config.Source{Path: f.configPath, Environ: environ, Overrides: f.sets,
+		Warn: func(msg string) { fmt.Fprintln(f.stderr, "quaestor: warning:", msg) }})
 	if err != nil {
 		return config.Config{}, usageError{err}
 	}

@@ -25,7 +25,7 @@ import (
 
 // requireBrowser names the variable that turns a missing Chromium from a
 // skip into a failure. CI sets it (after .ci/ensure-chromium.sh).
-const requireBrowser = "QUAESTOR_REQUIRE_BROWSER"
+const requireBrowser = "REQUIRE_BROWSER_TEST"
 
 // findChromium returns the path of a Chromium (or Chrome) to drive. Without
 // one it skips the test, or fails it when requireBrowser is set.

@@ -31,6 +31,10 @@ type Source struct {
 	// Overrides are "key=value" settings from the command line (--set),
 	// applied last. The value is read as YAML: 5s, 1024, [a, b].
 	Overrides []string
+	// Warn, when set, is told of EnvPrefix variables that name no key,
+	// which are then ignored (another program's variable, or a typo worth
+	// a warning); when nil, they are errors.
+	Warn func(msg string)
 }
 
 // Load reads the configuration from src onto the defaults and validates
@@ -49,7 +53,7 @@ func Load(src Source) (Config, error) {
 			return Config{}, fmt.Errorf("config: %s: %w", src.Path, err)
 		}
 	}
-	env, err := envOverrides(src.Environ, known)
+	env, err := envOverrides(src.Environ, known, src.Warn)
 	if err != nil {
 		return Config{}, err
 	}
@@ -150,7 +154,7 @@ func didYouMean(key string, known []string) string {
 // and underscores alike: QUAESTOR_PROXY_MAX_MESSAGE_SIZE is
 // proxy.max_message_size, found among the known keys, so keys with
 // underscores are never ambiguous.
-func envOverrides(environ []string, known []string) (map[string]any, error) {
+func envOverrides(environ []string, known []string, warn func(string)) (map[string]any, error) {
 	byEnvName := make(map[string]string, len(known))
 	for _, key := range known {
 		byEnvName[EnvPrefix+strings.ToUpper(strings.ReplaceAll(key, ".", "_"))] = key
@@ -163,8 +167,13 @@ func envOverrides(environ []string, known []string) (map[string]any, error) {
 		}
 		key, ok := byEnvName[name]
 		if !ok {
-			return nil, fmt.Errorf("config: environment variable %s: %w (variables are %s followed by a key in capitals, dots as underscores, e.g. %sPROXY_LISTEN)",
+			err := fmt.Errorf("config: environment variable %s: %w (variables are %s followed by a key in capitals, dots as underscores, e.g. %sPROXY_LISTEN)",
 				name, errUnknownKey, EnvPrefix, EnvPrefix)
+			if warn == nil {
+				return nil, err
+			}
+			warn(err.Error() + "; ignored")
+			continue
 		}
 		v, err := parseValue(value)
 		if err != nil {

@@ -164,6 +164,20 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+func TestLoadWarnsOfUnknownEnv(t *testing.T) {
+	var warnings []string
+	cfg, err := Load(Source{
+		Environ: []string{"QUAESTOR_PROXY_LISEN=127.0.0.1:1", "QUAESTOR_PROXY_LISTEN=127.0.0.1:2"},
+		Warn:    func(msg string) { warnings = append(warnings, msg) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Proxy.Listen != "127.0.0.1:2" || len(warnings) != 1 || !strings.Contains(warnings[0], "QUAESTOR_PROXY_LISEN: unknown config key") {
+		t.Errorf("listen %q, warnings %q", cfg.Proxy.Listen, warnings)
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(Source{Path: filepath.Join(t.TempDir(), "none.yaml")})
 	if err == nil || !strings.Contains(err.Error(), "none.yaml: no such file") {
