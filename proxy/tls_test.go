@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,8 +231,14 @@ func TestTLSConfigErrors(t *testing.T) {
 		t.Errorf("cert without key: %v", err)
 	}
 	cfg.TLS = routing.TLSConfig{Cert: "/nonexistent/cert.pem", Key: "/nonexistent/key.pem"}
-	if err := cfg.Validate(); err == nil {
-		t.Error("missing files accepted")
+	router, err := routing.NewRouter(routing.Options{Table: routing.NewTable()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer router.Close()
+	_, err = proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: quietLog})
+	if err == nil || !strings.Contains(err.Error(), "proxy.tls: loading /nonexistent/cert.pem") {
+		t.Errorf("missing files: %v", err)
 	}
 	cfg.TLS = routing.TLSConfig{CA: "/nonexistent/ca.pem"}
 	if err := cfg.Validate(); err == nil || err.Error() != "proxy.tls.cert: empty, serving TLS needs a certificate and key" {

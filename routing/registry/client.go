@@ -2,13 +2,13 @@ package registry
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 	"strings"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/quaestor-go/quaestor/routing"
 )
 
 // NewClient connects to the etcd that cfg names: the external cluster, or
@@ -43,32 +43,17 @@ func NewClient(cfg EtcdConfig) (*clientv3.Client, error) {
 }
 
 // clientTLS builds the TLS config for https endpoints, or nil.
-func clientTLS(c TLSConfig, endpoints []string) (*tls.Config, error) {
-	secure := c.CA != "" || c.Cert != ""
+func clientTLS(c routing.TLSConfig, endpoints []string) (*tls.Config, error) {
+	secure := c.Enabled()
 	for _, ep := range endpoints {
 		secure = secure || strings.HasPrefix(ep, "https://")
 	}
 	if !secure {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-	if c.CA != "" {
-		pem, err := os.ReadFile(c.CA)
-		if err != nil {
-			return nil, fmt.Errorf("etcd.tls.ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd.tls.ca: %s holds no PEM certificate", c.CA)
-		}
-		cfg.RootCAs = pool
-	}
-	if c.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("etcd.tls.cert/etcd.tls.key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	cfg, err := c.ClientTLS()
+	if err != nil {
+		return nil, fmt.Errorf("etcd.tls: %w", err)
 	}
 	return cfg, nil
 }

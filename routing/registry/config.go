@@ -46,21 +46,12 @@ type EtcdConfig struct {
 	// enabled. Default none.
 	Username string `koanf:"username"`
 	Password string `koanf:"password"`
-	// TLS configures client TLS to an external cluster.
-	TLS TLSConfig `koanf:"tls"`
-}
-
-// TLSConfig is the client TLS of etcd connections. With all fields empty
-// and https endpoints, the system roots verify the server.
-type TLSConfig struct {
-	// CA is a PEM file of the CAs that sign the etcd servers' certificates.
-	CA string `koanf:"ca"`
-	// Cert and Key are the PEM client certificate and key, for clusters
-	// that require client certificates.
-	Cert string `koanf:"cert"`
-	Key  string `koanf:"key"`
-	// ServerName overrides the name checked in the servers' certificates.
-	ServerName string `koanf:"server_name"`
+	// TLS configures client TLS to an external cluster: ca verifies the
+	// servers (empty: the system roots, for https endpoints), cert and key
+	// are the client certificate for clusters that require one,
+	// server_name overrides the name checked. Files are read again when
+	// they change.
+	TLS routing.TLSConfig `koanf:"tls"`
 }
 
 // Config is the `registry:` section.
@@ -127,8 +118,8 @@ func (c EtcdConfig) Validate() error {
 				return err
 			}
 		}
-		if (c.TLS.Cert == "") != (c.TLS.Key == "") {
-			return fmt.Errorf("etcd.tls.cert and etcd.tls.key: give both or neither (cert %q, key %q)", c.TLS.Cert, c.TLS.Key)
+		if err := c.TLS.Validate("etcd.tls"); err != nil {
+			return err
 		}
 		if (c.Username == "") != (c.Password == "") {
 			return fmt.Errorf("etcd.username and etcd.password: give both or neither")
