@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -38,30 +37,13 @@ func TestAccessLog(t *testing.T) {
 	be := startBackend(t, "b1")
 	table := routing.NewTable()
 	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: be.addr}})
-	router, err := routing.NewRouter(routing.Options{Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer router.Close()
+	router := newTestRouter(t, routing.Options{Table: table})
 	var logs syncBuffer
 	cfg := proxy.DefaultConfig()
 	cfg.AccessLog = true
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	defer func() { srv.Stop(); <-done }()
+	addr, _ := serveProxy(t, proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 
-	echo := examplev1.NewEchoClient(dial(t, lis.Addr().String()))
+	echo := examplev1.NewEchoClient(dial(t, addr))
 	ctx := testContext(t)
 	if _, err := echo.Unary(ctx, &examplev1.EchoRequest{Payload: []byte("12345"), ResponseSize: 1000}); err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"testing"
 	"time"
@@ -35,30 +34,9 @@ func startDiscovery(t testing.TB, services map[string][]string) *discoveryEnv {
 	if err := routing.LoadStatic(table, list); err != nil {
 		t.Fatal(err)
 	}
-	router, err := routing.NewRouter(routing.Options{Table: table})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := proxy.DefaultConfig()
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Locator: router, Scope: "prod", Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-		_ = router.Close()
-	})
-	return &discoveryEnv{table: table, client: sdpb.NewServiceDiscoveryGrpcClient(dialTB(t, lis.Addr().String()))}
+	router := newTestRouter(t, routing.Options{Table: table})
+	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, Locator: router, Scope: "prod"})
+	return &discoveryEnv{table: table, client: sdpb.NewServiceDiscoveryGrpcClient(dialTB(t, addr))}
 }
 
 func (e *discoveryEnv) setLoad(t testing.TB, service, addr string, rate float64) {

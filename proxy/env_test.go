@@ -120,6 +120,45 @@ func startBackendProcess(t *testing.T) (addr string, proc *os.Process) {
 	return strings.TrimSpace(line), cmd.Process
 }
 
+// newTestRouter returns a router closed when the test ends.
+func newTestRouter(t testing.TB, opts routing.Options) *routing.Router {
+	t.Helper()
+	router, err := routing.NewRouter(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = router.Close() })
+	return router
+}
+
+// serveProxy builds a proxy with opts (quiet unless a Logger is given),
+// serves it on a free loopback port until the test ends, and returns its
+// address.
+func serveProxy(t testing.TB, opts proxy.Options) (string, *proxy.Server) {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = quietLog
+	}
+	srv, err := proxy.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(lis)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return lis.Addr().String(), srv
+}
+
 // proxyEnv is a proxy in front of static backends.
 type proxyEnv struct {
 	addr   string
@@ -127,8 +166,6 @@ type proxyEnv struct {
 	table  *routing.Table
 	conn   *grpc.ClientConn
 	echo   examplev1.EchoClient
-	// stopped is closed when Serve returns.
-	stopped chan struct{}
 }
 
 type proxyOption func(*proxy.Config)
@@ -137,7 +174,6 @@ type proxyOption func(*proxy.Config)
 func startProxy(t *testing.T, services map[string][]string, opts ...proxyOption) *proxyEnv {
 	t.Helper()
 	cfg := proxy.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -149,33 +185,14 @@ func startProxy(t *testing.T, services map[string][]string, opts ...proxyOption)
 	if err := routing.LoadStatic(table, list); err != nil {
 		t.Fatal(err)
 	}
-	router, err := routing.NewRouter(routing.Options{
+	router := newTestRouter(t, routing.Options{
 		Table:       table,
 		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &proxyEnv{addr: lis.Addr().String(), server: srv, table: table, stopped: make(chan struct{})}
-	go func() {
-		defer close(env.stopped)
-		_ = srv.Serve(lis)
-	}()
+	addr, srv := serveProxy(t, proxy.Options{Config: cfg, Router: router})
+	env := &proxyEnv{addr: addr, server: srv, table: table}
 	env.conn = dial(t, env.addr)
 	env.echo = examplev1.NewEchoClient(env.conn)
-	t.Cleanup(func() {
-		srv.Stop()
-		<-env.stopped
-		_ = router.Close()
-	})
 	return env
 }
 

@@ -109,31 +109,11 @@ func startTLSProxy(t *testing.T, tlsCfg routing.TLSConfig, svc routing.ServiceCo
 		}
 		serviceTLS[svc.Name] = c
 	}
-	router, err := routing.NewRouter(routing.Options{Table: table, ServiceTLS: serviceTLS})
-	if err != nil {
-		t.Fatal(err)
-	}
+	router := newTestRouter(t, routing.Options{Table: table, ServiceTLS: serviceTLS})
 	cfg := proxy.DefaultConfig()
 	cfg.TLS = tlsCfg
-	srv, err := proxy.NewServer(proxy.Options{Config: cfg, Router: router, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	t.Cleanup(func() {
-		srv.Stop()
-		<-done
-		_ = router.Close()
-	})
-	return lis.Addr().String()
+	addr, _ := serveProxy(t, proxy.Options{Config: cfg, Router: router})
+	return addr
 }
 
 func tlsCall(t *testing.T, addr string, cfg *tls.Config) (*examplev1.EchoResponse, *x509.Certificate, error) {

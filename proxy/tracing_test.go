@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"net"
 	"strings"
 	"testing"
 
@@ -28,26 +27,9 @@ func TestTraceContinues(t *testing.T) {
 	be := startBackend(t, "b1")
 	table := routing.NewTable()
 	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: be.addr}})
-	router, err := routing.NewRouter(routing.Options{Table: table, DialOptions: []grpc.DialOption{proxy.ClientTracing(tp)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer router.Close()
-	srv, err := proxy.NewServer(proxy.Options{Config: proxy.DefaultConfig(), Router: router, TracerProvider: tp, Logger: quietLog})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(lis)
-	}()
-	defer func() { srv.Stop(); <-done }()
-	conn := dial(t, lis.Addr().String())
+	router := newTestRouter(t, routing.Options{Table: table, DialOptions: []grpc.DialOption{proxy.ClientTracing(tp)}})
+	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, TracerProvider: tp})
+	conn := dial(t, addr)
 
 	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	ctx := metadata.AppendToOutgoingContext(testContext(t), "traceparent", "00-"+traceID+"-"+clientSpan+"-01")
