@@ -14,8 +14,11 @@ import (
 // loaded endpoint, ranked by its latest fresh load report.
 //
 // Endpoints are ranked first by load rate ([LoadReport.LoadRate]: the
-// backend's own figure, else current/capacity), then by host utilization,
-// both quantized to whole percents so that near-equal figures tie. An
+// backend's own figure, else current/capacity), quantized to whole
+// percents, then by host utilization in steps of hostLoadStep percent, so
+// that near-equal figures tie: instances sharing a machine report the same
+// host load, sampled at slightly different moments, and that noise must not
+// rank them. An
 // endpoint without a fresh report, or whose report has no rate, ranks with
 // a rate of 0, as an idle new instance would. The endpoints sharing the
 // best rank form the best tier.
@@ -77,7 +80,7 @@ type loadRank struct {
 func newLoadRank(c *Candidate, now time.Time, maxAge time.Duration) loadRank {
 	r := loadRank{candidate: c, capacity: assumedCapacity}
 	if report := c.State.FreshLoad(now, maxAge); report != nil {
-		r.key = [2]int64{loadPercent(report.LoadRate()), loadPercent(report.Utilization)}
+		r.key = [2]int64{loadPercent(report.LoadRate()), loadPercent(report.Utilization) / hostLoadStep}
 		if report.RequestCapacity > 0 {
 			r.capacity = float64(report.RequestCapacity)
 		}
@@ -85,6 +88,10 @@ func newLoadRank(c *Candidate, now time.Time, maxAge time.Duration) loadRank {
 	r.rate = float64(r.key[0]) / 100
 	return r
 }
+
+// hostLoadStep is the width, in percent, of the host-load steps that rank
+// endpoints of equal load rate.
+const hostLoadStep = 5
 
 // loadPercent quantizes a fraction to whole percents; unknown (negative) and
 // NaN count as 0.

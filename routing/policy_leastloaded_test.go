@@ -49,6 +49,14 @@ func TestPolicyLeastLoadedRanksByFreshLoad(t *testing.T) {
 		},
 		want: map[string]float64{"a:1": 0.5, "b:1": 0.5},
 	}, {
+		name: "host loads within a step tie (instances of one machine)",
+		eps: []testEndpoint{
+			{addr: "a:1", load: rateReport(-1, 0.11)},
+			{addr: "b:1", load: rateReport(-1, 0.12)},
+			{addr: "c:1", load: rateReport(-1, 0.14)},
+		},
+		want: map[string]float64{"a:1": 1.0 / 3, "b:1": 1.0 / 3, "c:1": 1.0 / 3},
+	}, {
 		name: "utilization breaks a tie of rates",
 		eps: []testEndpoint{
 			{addr: "a:1", load: rateReport(0.3, 0.7)},

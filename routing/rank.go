@@ -1,7 +1,6 @@
 package routing
 
 import (
-	"math"
 	"slices"
 	"time"
 )
@@ -21,8 +20,8 @@ type rankedCache struct {
 // Ranked returns the endpoints of service that may get calls now (healthy,
 // not ejected), least loaded first, in the order of the least-loaded
 // policy: load rate (the known rate, else current/capacity; none counts as
-// 0), then host load, both to the percent, then calls in flight per
-// capacity, then address. Reports older than maxAge are ignored. known is
+// 0) to the percent, then host load in hostLoadStep steps, then calls in
+// flight per capacity, then address. Reports older than maxAge are ignored. known is
 // false when no source lists the service. The ranking is kept until the
 // service changes, for at most rankedTTL, so that look-aside discovery
 // costs a lookup; the returned slice is shared and must not be modified.
@@ -62,7 +61,7 @@ func (t *Table) rank(service string, maxAge time.Duration, now time.Time) (eps [
 		if capacity > 0 {
 			busy /= float64(capacity)
 		}
-		rs[i] = ranked{ep: ep, key: [2]int64{int64(math.Round(rate * 100)), int64(math.Round(util * 100))}, busy: busy}
+		rs[i] = ranked{ep: ep, key: [2]int64{loadPercent(rate), loadPercent(util) / hostLoadStep}, busy: busy}
 	}
 	slices.SortStableFunc(rs, func(a, b ranked) int {
 		switch {
