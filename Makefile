@@ -5,7 +5,7 @@ CONFIG  ?= configs/quaestor.yaml
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test bench proto lint clean
+.PHONY: all build run test fuzz bench proto lint clean
 
 all: build
 
@@ -23,6 +23,14 @@ run: build
 test:
 	@./.ci/ensure-chromium.sh || echo "make test: no chromium; the status page's browser test will be skipped"
 	$(GO) test -race -count=1 -timeout 9m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+
+# Fuzzes the config loader and the registry value decoder for a bounded
+# time each; inputs that found something new are kept under testdata/fuzz.
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./cmd/quaestor/internal/config/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./routing/registry/
 
 # The benchmark harness: direct vs quaestor vs grpc-proxy, in one run.
 bench:
