@@ -130,6 +130,8 @@ func call(ctx context.Context, cc *grpc.ClientConn, kind string, reqs ...*exampl
 		}
 		for _, req := range reqs {
 			if err := stream.Send(req); err != nil {
+				// The call ended before the request went out; Recv says why.
+				_, res.err = stream.Recv()
 				break
 			}
 			resp, err := stream.Recv()
