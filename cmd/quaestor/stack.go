@@ -138,13 +138,18 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	}
 	s.onStop(monitor.Close)
 	if client != nil {
+		allowed, err := registry.ParseNetworks(s.cfg.Registry.AllowedNetworks)
+		if err != nil {
+			return nil, usageError{err}
+		}
 		disc, err := registry.StartDiscovery(registry.DiscoveryOptions{
-			Client:         client,
-			Table:          table,
-			Prefix:         s.cfg.Etcd.Prefix,
-			Scope:          s.cfg.Registry.Scope,
-			RequestTimeout: s.cfg.Etcd.RequestTimeout,
-			Logger:         s.logger,
+			AllowedNetworks: allowed,
+			Client:          client,
+			Table:           table,
+			Prefix:          s.cfg.Etcd.Prefix,
+			Scope:           s.cfg.Registry.Scope,
+			RequestTimeout:  s.cfg.Etcd.RequestTimeout,
+			Logger:          s.logger,
 		})
 		if err != nil {
 			return nil, err

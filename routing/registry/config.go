@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -62,6 +63,11 @@ type Config struct {
 	// LeaseTTL is how long a registration outlives its registrant's last
 	// keep-alive. Minimum 2s (etcd's). Default 10s.
 	LeaseTTL time.Duration `koanf:"lease_ttl"`
+	// AllowedNetworks, when set, lists the networks (CIDR, e.g.
+	// 10.0.0.0/8, 127.0.0.0/8) a registered address may be in; entries
+	// pointing elsewhere, or at a host name, are skipped and logged, so a
+	// write to etcd cannot send traffic anywhere. Default: any address.
+	AllowedNetworks []string `koanf:"allowed_networks"`
 }
 
 // Defaults.
@@ -154,6 +160,9 @@ func validateURL(key, raw string) error {
 
 // Validate returns an error naming the first key with a bad value.
 func (c Config) Validate() error {
+	if _, err := ParseNetworks(c.AllowedNetworks); err != nil {
+		return err
+	}
 	if err := routing.ValidateServiceName(c.Scope); err != nil || c.Scope == "" {
 		return fmt.Errorf("registry.scope: %q, want a non-empty name without '/' or white space", c.Scope)
 	}
@@ -161,4 +170,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("registry.lease_ttl: %s is below etcd's minimum of %s", c.LeaseTTL, MinLeaseTTL)
 	}
 	return nil
+}
+
+// ParseNetworks reads registry.allowed_networks.
+func ParseNetworks(cidrs []string) ([]netip.Prefix, error) {
+	prefixes := make([]netip.Prefix, 0, len(cidrs))
+	for i, cidr := range cidrs {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, fmt.Errorf("registry.allowed_networks[%d]: %q is not a network in CIDR form (e.g. 10.0.0.0/8)", i, cidr)
+		}
+		prefixes = append(prefixes, p.Masked())
+	}
+	return prefixes, nil
 }

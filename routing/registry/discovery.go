@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,9 @@ type DiscoveryOptions struct {
 	// Logger receives gaps, recoveries and skipped entries. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// AllowedNetworks, when not empty, are the only networks registered
+	// addresses may be in (see Config.AllowedNetworks).
+	AllowedNetworks []netip.Prefix
 }
 
 // Discovery follows the registrations of one scope into a routing.Table:
@@ -300,6 +304,9 @@ func (d *Discovery) put(kv *mvccpb.KeyValue) (service string, ok bool) {
 		return "", false
 	}
 	ep, err := decodeValue(kv.Value)
+	if err == nil {
+		err = d.allowed(ep.Addr)
+	}
 	if err != nil {
 		d.skip(key, err)
 		if eps, ok := d.known[service]; ok {
@@ -313,6 +320,23 @@ func (d *Discovery) put(kv *mvccpb.KeyValue) (service string, ok bool) {
 	}
 	d.known[service][key] = ep
 	return service, true
+}
+
+// allowed refuses an address outside AllowedNetworks.
+func (d *Discovery) allowed(addr string) error {
+	if len(d.opts.AllowedNetworks) == 0 {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("value has Addr %q, not an IP address, and registry.allowed_networks is set", addr)
+	}
+	for _, p := range d.opts.AllowedNetworks {
+		if p.Contains(ap.Addr().Unmap()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("value has Addr %q, outside registry.allowed_networks", addr)
 }
 
 func (d *Discovery) skip(key string, err error) {

@@ -380,3 +380,39 @@ func TestStockEtcdResolver(t *testing.T) {
 		t.Error(diff)
 	}
 }
+
+// TestAllowedNetworks: with registry.allowed_networks set, entries pointing
+// outside them are skipped, so a write to etcd cannot send traffic
+// anywhere.
+func TestAllowedNetworks(t *testing.T) {
+	etcd := startEtcd(t)
+	allowed, err := ParseNetworks([]string{"127.0.0.0/8", "::1/128"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := routing.NewTable()
+	disc, err := StartDiscovery(DiscoveryOptions{Client: etcd.client, Table: table, AllowedNetworks: allowed, Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disc.Close()
+	ctx := testContext(t)
+	prefix := ServicePrefix(DefaultPrefix, DefaultScope, echoService)
+	for id, addr := range map[string]string{"in": "127.0.0.1:1", "in6": "[::1]:2", "out": "10.0.0.1:1", "name": "evil.example:443"} {
+		if _, err := etcd.client.Put(ctx, prefix+id, fmt.Sprintf(`{"Op":0,"Addr":%q}`, addr)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(ctx, t, "two entries skipped", func() bool { return disc.Status().Skipped == 2 })
+	waitFor(ctx, t, "the allowed entries", func() bool {
+		eps, _ := table.Endpoints(echoService)
+		return len(eps) == 2
+	})
+	eps, _ := table.Endpoints(echoService)
+	if eps[0].Addr != "127.0.0.1:1" || eps[1].Addr != "[::1]:2" {
+		t.Errorf("endpoints %v", eps)
+	}
+	if _, err := ParseNetworks([]string{"10.0.0.0/8", "lan"}); err == nil || err.Error() != `registry.allowed_networks[1]: "lan" is not a network in CIDR form (e.g. 10.0.0.0/8)` {
+		t.Errorf("bad network: %v", err)
+	}
+}
