@@ -11,9 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
+	"github.com/quaestor-go/quaestor/routing"
 )
 
 func newDiscoverCommand(flags *globalFlags, stdout io.Writer) *cobra.Command {
@@ -22,6 +24,7 @@ func newDiscoverCommand(flags *globalFlags, stdout io.Writer) *cobra.Command {
 		maxCount  int
 		addr      string
 		scope     string
+		tlsCfg    routing.TLSConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "discover [--top | --best] [--max N] [--addr HOST:PORT] SERVICE",
@@ -47,8 +50,19 @@ ranked least loaded first, with --best only the best one.`,
 			if top && best {
 				return usageError{fmt.Errorf("--top and --best: give one")}
 			}
+			creds := insecure.NewCredentials()
+			if tlsCfg.Enabled() {
+				if err := tlsCfg.Validate("--tls"); err != nil {
+					return usageError{err}
+				}
+				c, err := tlsCfg.ClientTLS()
+				if err != nil {
+					return usageError{fmt.Errorf("--tls-*: %w", err)}
+				}
+				creds = credentials.NewTLS(c)
+			}
 			req := &sdpb.DiscoverServicesRequest{Scope: scope, ServiceName: args[0], MaxCount: int32(maxCount)}
-			return discover(cmd.Context(), addr, req, top, best, stdout)
+			return discover(cmd.Context(), addr, creds, req, top, best, stdout)
 		},
 	}
 	cmd.Flags().BoolVar(&top, "top", false, "rank the instances, least loaded first")
@@ -56,11 +70,15 @@ ranked least loaded first, with --best only the best one.`,
 	cmd.Flags().IntVar(&maxCount, "max", 0, "print at most N instances (0: all)")
 	cmd.Flags().StringVar(&addr, "addr", "", "the proxy to ask (default proxy.listen)")
 	cmd.Flags().StringVar(&scope, "scope", "", "the registry scope (default registry.scope)")
+	cmd.Flags().StringVar(&tlsCfg.CA, "tls-ca", "", "call the proxy over TLS, verifying it with these PEM CAs")
+	cmd.Flags().StringVar(&tlsCfg.ServerName, "tls-server-name", "", "call over TLS, checking this name in the proxy's certificate")
+	cmd.Flags().StringVar(&tlsCfg.Cert, "tls-cert", "", "client certificate (PEM) for a proxy requiring one")
+	cmd.Flags().StringVar(&tlsCfg.Key, "tls-key", "", "its key")
 	return cmd
 }
 
-func discover(ctx context.Context, addr string, req *sdpb.DiscoverServicesRequest, top, best bool, stdout io.Writer) error {
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func discover(ctx context.Context, addr string, creds credentials.TransportCredentials, req *sdpb.DiscoverServicesRequest, top, best bool, stdout io.Writer) error {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return usageError{fmt.Errorf("--addr %q: %w", addr, err)}
 	}
