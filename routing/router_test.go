@@ -66,6 +66,21 @@ func TestRouterUnknownService(t *testing.T) {
 	}
 }
 
+// callEcho makes one Echo call on the router's connection and returns
+// which server answered.
+func callEcho(ctx context.Context, t *testing.T, r *routing.Router) string {
+	t.Helper()
+	cc, err := r.Conn(echoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.GetServer()
+}
+
 // TestRouterFollowsTable checks that the per-service connection places
 // calls on what the table holds now, as it changes.
 func TestRouterFollowsTable(t *testing.T) {
@@ -76,18 +91,7 @@ func TestRouterFollowsTable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
-	call := func() string {
-		t.Helper()
-		cc, err := r.Conn(echoService)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetServer()
-	}
+	call := func() string { return callEcho(ctx, t, r) }
 	// waitOnly calls until n calls in a row were answered by want alone.
 	waitOnly := func(want string) {
 		t.Helper()
@@ -145,18 +149,7 @@ func TestRouterFailover(t *testing.T) {
 	r := newRouter(t, table, routing.Options{ServicePolicies: map[string]string{echoService: routing.PolicyFailover}})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	call := func() string {
-		t.Helper()
-		cc, err := r.Conn(echoService)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp.GetServer()
-	}
+	call := func() string { return callEcho(ctx, t, r) }
 	// Until b, the first in priority, is connected, a may answer.
 	for call() != "b" {
 		if ctx.Err() != nil {
