@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -75,7 +76,7 @@ func freeAddr(t *testing.T) string {
 // process is a child started by a test and killed at its end.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	done   chan error
 }
 
@@ -86,7 +87,7 @@ func start(t *testing.T, name string, args ...string) (*process, *bufio.Reader) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stderr: new(bytes.Buffer), done: make(chan error, 1)}
+	p := &process{cmd: cmd, stderr: new(lockedBuffer), done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -97,6 +98,37 @@ func start(t *testing.T, name string, args ...string) (*process, *bufio.Reader) 
 		<-p.done
 	})
 	return p, bufio.NewReader(stdout)
+}
+
+// lockedBuffer collects a child's output; it may be read while the child
+// still writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// wait waits for the process to exit and returns how it ended, or
+// ctx's error when ctx ends first. It may be called more than once.
+func (p *process) wait(ctx context.Context) error {
+	select {
+	case err := <-p.done:
+		p.done <- err // for the next wait and the cleanup's
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func startWorker(t *testing.T) string {
@@ -247,14 +279,8 @@ services:
 	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 		t.Fatalf("end of the stream: %v", err)
 	}
-	select {
-	case err := <-proxyProc.done:
-		proxyProc.done <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("quaestor proxy exited with %v\n%s", err, proxyProc.stderr)
-		}
-	case <-ctx.Done():
-		t.Fatal("quaestor proxy did not exit after the drain")
+	if err := proxyProc.wait(ctx); err != nil {
+		t.Fatalf("quaestor proxy after the drain: %v\n%s", err, proxyProc.stderr)
 	}
 	if !strings.Contains(proxyProc.stderr.String(), "proxy: drained") {
 		t.Errorf("no drain in the log:\n%s", proxyProc.stderr)

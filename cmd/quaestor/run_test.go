@@ -148,10 +148,9 @@ registry:
 	if err := register.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-register.done; err != nil {
+	if err := register.wait(ctx); err != nil {
 		t.Fatalf("register exited with %v", err)
 	}
-	register.done <- nil
 	for {
 		_, err := echo.Unary(ctx, &examplev1.EchoRequest{})
 		if st := status.Convert(err); st.Code() == codes.Unimplemented || st.Code() == codes.Unavailable {
@@ -166,14 +165,8 @@ registry:
 	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-run.done:
-		run.done <- err
-		if err != nil {
-			t.Fatalf("quaestor run exited with %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal("quaestor run did not exit")
+	if err := run.wait(ctx); err != nil {
+		t.Fatalf("quaestor run after SIGTERM: %v", err)
 	}
 	// Its ports are released.
 	for _, addr := range []string{listen, adminAddr, etcdClient} {
