@@ -133,7 +133,7 @@ func StartMonitor(opts MonitorOptions) (*Monitor, error) {
 	m := &Monitor{opts: opts, probes: make(map[probeKey]*probe)}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	changed, unsubscribe := opts.Table.SubscribeAll()
+	changed, unsubscribe := opts.Table.SubscribeMembers()
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

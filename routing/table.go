@@ -41,8 +41,9 @@ type Table struct {
 	// source lists the address.
 	states map[string]map[string]*EndpointState
 	subs   map[string]map[*subscription]struct{}
-	// all are notified of a change to any service.
-	all map[*subscription]struct{}
+	// members are notified when the endpoint list of any service changes
+	// (not its endpoints' health or load).
+	members map[*subscription]struct{}
 
 	passive PassiveHealth
 	logger  *slog.Logger
@@ -60,7 +61,7 @@ func NewTable() *Table {
 		services: make(map[string]map[string][]Endpoint),
 		states:   make(map[string]map[string]*EndpointState),
 		subs:     make(map[string]map[*subscription]struct{}),
-		all:      make(map[*subscription]struct{}),
+		members:  make(map[*subscription]struct{}),
 		passive:  DefaultPassiveHealth(),
 		ranked:   make(map[string]*rankedCache),
 	}
@@ -87,6 +88,7 @@ func (t *Table) Update(service, source string, eps []Endpoint) {
 	bySource[source] = eps
 	t.syncStatesLocked(service)
 	t.notifyLocked(service)
+	t.notifyMembersLocked()
 }
 
 // syncStatesLocked gives every listed address of service a state and drops
@@ -136,6 +138,7 @@ func (t *Table) Remove(service, source string) {
 	}
 	t.syncStatesLocked(service)
 	t.notifyLocked(service)
+	t.notifyMembersLocked()
 }
 
 // Endpoints returns the endpoints of service from every source, sorted by
@@ -220,17 +223,19 @@ func (t *Table) Subscribe(service string) (changed <-chan struct{}, cancel func(
 	}
 }
 
-// SubscribeAll is Subscribe for a change to any service.
-func (t *Table) SubscribeAll() (changed <-chan struct{}, cancel func()) {
+// SubscribeMembers is Subscribe for a change to the endpoint list of any
+// service: an endpoint or service added or removed. Changes of health and
+// load, many a second with many endpoints, do not notify it.
+func (t *Table) SubscribeMembers() (changed <-chan struct{}, cancel func()) {
 	sub := &subscription{notify: make(chan struct{}, 1)}
 	sub.notify <- struct{}{}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.all[sub] = struct{}{}
+	t.members[sub] = struct{}{}
 	return sub.notify, func() {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		delete(t.all, sub)
+		delete(t.members, sub)
 	}
 }
 
@@ -242,14 +247,19 @@ func (t *Table) Changed(service string) {
 	t.notifyLocked(service)
 }
 
-func (t *Table) notifyLocked(service string) {
-	delete(t.ranked, service)
-	for sub := range t.all {
+// notifyMembersLocked notifies the members' subscribers: an endpoint list
+// changed.
+func (t *Table) notifyMembersLocked() {
+	for sub := range t.members {
 		select {
 		case sub.notify <- struct{}{}:
-		default:
+		default: // a notification is already pending
 		}
 	}
+}
+
+func (t *Table) notifyLocked(service string) {
+	delete(t.ranked, service)
 	for sub := range t.subs[service] {
 		select {
 		case sub.notify <- struct{}{}:

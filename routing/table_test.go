@@ -96,3 +96,37 @@ func TestTableSubscribe(t *testing.T) {
 	table.Remove("svc", routing.SourceStatic)
 	receive("after the removal")
 }
+
+// TestTableSubscribeMembers: the members' subscription sees endpoints and
+// services come and go in any service, not their health or load.
+func TestTableSubscribeMembers(t *testing.T) {
+	table := routing.NewTable()
+	changed, cancel := table.SubscribeMembers()
+	defer cancel()
+	pending := func() bool {
+		select {
+		case <-changed:
+			return true
+		default:
+			return false
+		}
+	}
+	if !pending() {
+		t.Fatal("no notification at subscription")
+	}
+	table.Update("a", routing.SourceStatic, []routing.Endpoint{{Addr: "127.0.0.1:1"}})
+	if !pending() {
+		t.Fatal("no notification after an endpoint was added")
+	}
+	eps, _ := table.Endpoints("a")
+	eps[0].State.SetHealthy(false)
+	eps[0].State.SetLoad(&routing.LoadReport{KnownLoadRate: 0.5, Utilization: 0.9})
+	table.Changed("a")
+	if pending() {
+		t.Fatal("notified of a change of health or load")
+	}
+	table.Remove("a", routing.SourceStatic)
+	if !pending() {
+		t.Fatal("no notification after the service was removed")
+	}
+}
