@@ -305,6 +305,19 @@ func TestFaultStreamHog(t *testing.T) {
 	be := startFaultBackend(t, 0, 0)
 	env := startFaultProxy(t, be.addr, func(c *proxy.Config) { c.MaxConcurrentStreams = limit })
 	ctx := faultContext(t)
+	other := dial(t, env.addr)
+	calls := scale(50, 1000)
+	timeCalls := func() time.Duration {
+		start := time.Now()
+		for range calls {
+			if err := echoFault(ctx, other); err != nil {
+				t.Fatalf("another client's call while one holds %d streams: %v", limit, err)
+			}
+		}
+		return time.Since(start) / time.Duration(calls)
+	}
+	alone := timeCalls()
+
 	hog := dial(t, env.addr)
 	hogCtx, stopHog := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -314,17 +327,9 @@ func TestFaultStreamHog(t *testing.T) {
 	defer wg.Wait()
 	defer stopHog()
 	waitFor(ctx, t, "the hog to hold every stream", func() bool { return be.holding.Load() == int64(limit) })
-
-	other := dial(t, env.addr)
-	calls := scale(50, 1000)
-	start := time.Now()
-	for range calls {
-		if err := echoFault(ctx, other); err != nil {
-			t.Fatalf("another client's call while one holds %d streams: %v", limit, err)
-		}
-	}
-	t.Logf("%d calls of another client while one held %d streams (+%d queued): %v each on average",
-		calls, limit, limit/2, (time.Since(start) / time.Duration(calls)).Round(time.Microsecond))
+	hogged := timeCalls()
+	t.Logf("%d calls of another client: %v each alone, %v while one held %d streams (+%d queued)",
+		calls, alone.Round(time.Microsecond), hogged.Round(time.Microsecond), limit, limit/2)
 }
 
 // hpackBomb encodes a call to method whose headers are small on the wire
@@ -345,4 +350,23 @@ func hpackBomb(method string, size, repeat int) []byte {
 		_ = enc.WriteField(bomb)
 	}
 	return buf.Bytes()
+}
+
+// TestFaultIdleConnection: with proxy.max_connection_idle, a connection
+// without calls is sent a GOAWAY and closed, freeing its slot; its client
+// reconnects on its next call.
+func TestFaultIdleConnection(t *testing.T) {
+	be := startFaultBackend(t, 0, 0)
+	env := startFaultProxy(t, be.addr, func(c *proxy.Config) { c.MaxConnectionIdle = 300 * time.Millisecond })
+	ctx := faultContext(t)
+	cc := dial(t, env.addr)
+	if err := echoFault(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(ctx, t, "the idle connection to be closed", func() bool { return env.server.Connections() == 0 })
+	t.Logf("idle connection closed %v after its last call (max_connection_idle 300ms)", time.Since(start).Round(time.Millisecond))
+	if err := echoFault(ctx, cc); err != nil {
+		t.Fatalf("the client's next call: %v", err)
+	}
 }

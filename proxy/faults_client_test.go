@@ -223,7 +223,7 @@ func heapInUse() uint64 {
 // paused: the client gets everything once it reads.
 func TestFaultClientNeverReads(t *testing.T) {
 	const size = 1 << 20
-	streams, count := scale(2, 8), scale(64, 256)
+	streams, count := scale(2, 8), scale(64, 128)
 	offered := int64(streams * count * size)
 	be := startFaultBackend(t, size, count)
 	env := startFaultProxy(t, be.addr, nil)
@@ -471,8 +471,9 @@ func codeString(c codes.Code) string { return strconv.Itoa(int(c)) }
 
 // TestFaultSlowClient: clients that connect and then stall (slowloris).
 // One that never finishes the preface is closed after
-// proxy.connection_timeout; one stuck in the middle of a frame after
-// proxy.keepalive.time + timeout, since it cannot answer the ping.
+// proxy.connection_timeout; one that goes silent (a dead client) or is
+// stuck in the middle of a frame after proxy.keepalive.time + timeout,
+// since it does not answer the ping.
 func TestFaultSlowClient(t *testing.T) {
 	be := startFaultBackend(t, 0, 0)
 	const connTimeout, kaTime, kaTimeout = 300 * time.Millisecond, time.Second, 300 * time.Millisecond
@@ -493,6 +494,9 @@ func TestFaultSlowClient(t *testing.T) {
 		{"preface without SETTINGS", func(_ *testing.T, r *rawH2) {
 			r.write([]byte(http2.ClientPreface))
 		}, connTimeout},
+		{"silent after the preface, answering no ping", func(_ *testing.T, r *rawH2) {
+			r.preface()
+		}, kaTime + kaTimeout},
 		{"HEADERS frame dribbled a byte at a time", func(t *testing.T, r *rawH2) {
 			r.preface()
 			block := requestHeaders("/"+faultService+"/Echo", hpack.HeaderField{Name: "x-pad", Value: strings.Repeat("a", 200)})
