@@ -38,6 +38,40 @@ type Config struct {
 	// (mutual TLS). Files are read again when they change. Default:
 	// plaintext.
 	TLS routing.TLSConfig `koanf:"tls"`
+
+	// The limits below keep a hostile or broken client from taking the
+	// proxy down or starving other clients (see limits.go).
+
+	// MaxConnections bounds the client connections open at once; further
+	// ones are closed as soon as they are accepted, and logged once per
+	// interval. 0 means no limit. Default 10000.
+	MaxConnections int `koanf:"max_connections"`
+	// MaxConcurrentStreams is the number of calls one connection may have
+	// open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); a client's
+	// further calls wait for one to end. 0 means no limit. Default 4096.
+	MaxConcurrentStreams int `koanf:"max_concurrent_streams"`
+	// MaxHeaderListSize bounds a call's metadata, in bytes as HTTP/2
+	// counts them (names, values and 32 bytes per field, uncompressed).
+	// Default 65536 (64 KiB).
+	MaxHeaderListSize int `koanf:"max_header_list_size"`
+	// ConnectionTimeout bounds the time a new connection has to finish
+	// its TLS handshake and send the HTTP/2 preface and first SETTINGS
+	// frame; slower ones are closed. Default 10s.
+	ConnectionTimeout time.Duration `koanf:"connection_timeout"`
+	// Keepalive sets the pings that find dead clients and the limits on
+	// the pings clients send.
+	Keepalive KeepaliveConfig `koanf:"keepalive"`
+	// MaxConnectionIdle closes, with a GOAWAY, a connection that has had
+	// no call for this long. 0 means never. Default 0.
+	MaxConnectionIdle time.Duration `koanf:"max_connection_idle"`
+	// MaxConnectionAge closes, with a GOAWAY, a connection this old (±10%
+	// jitter): clients then reconnect, and may reach another proxy. 0
+	// means never. Default 0.
+	MaxConnectionAge time.Duration `koanf:"max_connection_age"`
+	// MaxConnectionAgeGrace is how long calls may run on after
+	// MaxConnectionAge before the connection is closed under them. 0
+	// means until they end. Default 0.
+	MaxConnectionAgeGrace time.Duration `koanf:"max_connection_age_grace"`
 }
 
 // Defaults used by DefaultConfig.
@@ -56,6 +90,12 @@ func DefaultConfig() Config {
 		Policy:         "least-loaded",
 		MaxMessageSize: DefaultMaxMessageSize,
 		DrainTimeout:   DefaultDrainTimeout,
+
+		MaxConnections:       DefaultMaxConnections,
+		MaxConcurrentStreams: DefaultMaxConcurrentStreams,
+		MaxHeaderListSize:    DefaultMaxHeaderListSize,
+		ConnectionTimeout:    DefaultConnectionTimeout,
+		Keepalive:            DefaultKeepaliveConfig(),
 	}
 }
 
@@ -74,6 +114,9 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("proxy.drain_timeout: %s is negative", c.DrainTimeout)
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	if c.TLS.Enabled() {
 		if c.TLS.Cert == "" {

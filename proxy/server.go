@@ -60,6 +60,7 @@ type Server struct {
 	grpc        *grpc.Server
 	health      *healthServer
 	forwarder   *forwarder
+	conns       *connLimiter
 	logger      *slog.Logger
 }
 
@@ -81,6 +82,7 @@ func NewServer(opts Options) (*Server, error) {
 		cfg:         opts.Config,
 		beforeDrain: opts.BeforeDrain,
 		logger:      opts.Logger,
+		conns:       newConnLimiter(opts.Config, opts.Logger),
 		forwarder: &forwarder{
 			director:       opts.Director,
 			codec:          newFrameCodec(),
@@ -106,6 +108,7 @@ func NewServer(opts Options) (*Server, error) {
 		grpc.MaxRecvMsgSize(opts.Config.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.Config.MaxMessageSize),
 	}...)
+	serverOpts = append(serverOpts, opts.Config.limitOptions()...)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	if opts.StatsHandler != nil {
 		serverOpts = append(serverOpts, grpc.StatsHandler(opts.StatsHandler))
@@ -137,7 +140,7 @@ func NewServer(opts Options) (*Server, error) {
 // after a drain or stop.
 func (s *Server) Serve(lis net.Listener) error {
 	s.logger.Info("proxy: serving", "addr", lis.Addr().String())
-	if err := s.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	if err := s.grpc.Serve(s.conns.listener(lis)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("proxy: serving on %s: %w", lis.Addr(), err)
 	}
 	return nil
