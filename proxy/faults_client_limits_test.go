@@ -190,6 +190,9 @@ func TestFaultStreamLimit(t *testing.T) {
 	if !ok || f.StreamID != 1+2*limit || f.Code != http2.ErrCodeRefusedStream {
 		t.Errorf("raw client's stream %d over the limit: %+v (open %v), want RST_STREAM REFUSED_STREAM", 1+2*limit, f, ok)
 	}
+	// Close only once the raw client's calls are all held at the backend:
+	// a call the proxy had not yet forwarded would never be cancelled there.
+	waitFor(ctx, t, "the raw client's calls to reach the backend", func() bool { return be.holding.Load() == 2*limit })
 	_ = r.conn.Close()
 	waitFor(ctx, t, "the raw client's calls to be cancelled", func() bool { return be.cancelled.Load() == limit })
 
