@@ -144,12 +144,13 @@ const (
 	backendFaultUnaryWorkers  = 6
 	backendFaultStreamWorkers = 6
 	// Unary calls take a few milliseconds, so that a fault finds some in
-	// flight; streams send 50 responses 20ms apart.
+	// flight; streams send 50 responses 20ms apart. The deadlines leave
+	// room for a slow shared machine: a call that reaches one hung.
 	backendFaultUnaryDelay     = 5 * time.Millisecond
 	backendFaultStreamMessages = 50
 	backendFaultStreamDelay    = 20 * time.Millisecond
-	backendFaultUnaryDeadline  = 2 * time.Second
-	backendFaultStreamDeadline = 5 * time.Second
+	backendFaultUnaryDeadline  = 5 * time.Second
+	backendFaultStreamDeadline = 20 * time.Second
 )
 
 // startBackendFaultLoad starts the load; it runs until stopAndWait or

@@ -22,9 +22,11 @@ import (
 //     service that is failing as a whole.
 //
 // gRPC keeps the request messages of a call until its response headers
-// commit it (at most 256 KiB per call; a call that sends more is not
-// retried by policy). A method not listed is never retried once its
-// request may have reached a backend.
+// commit it, up to 256 KiB: a call that has sent more is not retried once
+// its messages are out. A method not listed is never retried once its
+// request may have reached a backend: a call placed on a connection that
+// the backend closed abruptly, before gRPC read the close, fails with
+// UNAVAILABLE, since the request may have been read.
 
 // RetryConfig is the `retry:` section.
 type RetryConfig struct {
