@@ -12,10 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
@@ -124,7 +127,10 @@ type backendFaultCall struct {
 	// server answered the call (a stream's first response); empty when
 	// nothing came.
 	server string
-	err    error
+	// answering is set when the response had begun (headers came): a
+	// call that fails then cannot be retried, its backend having taken it.
+	answering bool
+	err       error
 }
 
 // backendFaultLoad is steady load: unary calls from several goroutines
@@ -194,8 +200,10 @@ func (l *backendFaultLoad) unary(ctx context.Context) backendFaultCall {
 	call := backendFaultCall{start: time.Now()}
 	ctx, cancel := context.WithTimeout(ctx, backendFaultUnaryDeadline)
 	defer cancel()
-	resp, err := l.echo.Unary(ctx, &examplev1.EchoRequest{Delay: durationpb.New(backendFaultUnaryDelay)})
+	var header metadata.MD
+	resp, err := l.echo.Unary(ctx, &examplev1.EchoRequest{Delay: durationpb.New(backendFaultUnaryDelay)}, grpc.Header(&header))
 	call.end, call.err, call.server = time.Now(), err, resp.GetServer()
+	call.answering = len(header.Get(echo.ServerHeader)) > 0
 	return call
 }
 
@@ -283,6 +291,9 @@ type backendFaultReport struct {
 	at                         time.Time
 	unary, streams             int
 	failedUnary, failedStreams int
+	// failedAnswering counts the unary calls that failed after their
+	// response had begun.
+	failedAnswering int
 	// codes counts the failures by status code.
 	codes map[codes.Code]int
 	// clean is how long after the fault the last call was started that
@@ -328,6 +339,9 @@ func summarizeBackendFault(calls []backendFaultCall, at time.Time, victim string
 				r.failedStreams++
 			} else {
 				r.failedUnary++
+				if c.answering {
+					r.failedAnswering++
+				}
 			}
 		}
 		if bad {
@@ -343,8 +357,8 @@ func (r backendFaultReport) String() string {
 		codes = append(codes, fmt.Sprintf("%s×%d", code, n))
 	}
 	slices.Sort(codes)
-	s := fmt.Sprintf("unary %d failed of %d, streams %d failed of %d (%s)",
-		r.failedUnary, r.unary, r.failedStreams, r.streams, strings.Join(codes, " "))
+	s := fmt.Sprintf("unary %d failed of %d (%d after their response began), streams %d failed of %d (%s)",
+		r.failedUnary, r.unary, r.failedAnswering, r.failedStreams, r.streams, strings.Join(codes, " "))
 	if r.at.IsZero() {
 		return s
 	}

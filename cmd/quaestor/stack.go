@@ -131,8 +131,8 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		Load:       s.cfg.Load,
 		Scope:      s.cfg.Registry.Scope,
 		ServiceTLS: serviceTLS,
-		// Probes find a hung instance as calls do: a Watch stream gets
-		// nothing from it either way.
+		// Probes get the calls' keepalive: a health Watch hears nothing
+		// from a hung instance, only an unanswered ping tells.
 		DialOptions: s.cfg.Backends.DialOptions(),
 		Logger:      s.logger,
 	})
