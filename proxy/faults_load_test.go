@@ -292,8 +292,9 @@ type backendFaultReport struct {
 	unary, streams             int
 	failedUnary, failedStreams int
 	// failedAnswering counts the unary calls that failed after their
-	// response had begun.
-	failedAnswering int
+	// response had begun, failedNeverSent those that failed with
+	// "transport is closing" (see neverSentNotRetried).
+	failedAnswering, failedNeverSent int
 	// codes counts the failures by status code.
 	codes map[codes.Code]int
 	// clean is how long after the fault the last call was started that
@@ -339,8 +340,11 @@ func summarizeBackendFault(calls []backendFaultCall, at time.Time, victim string
 				r.failedStreams++
 			} else {
 				r.failedUnary++
-				if c.answering {
+				switch {
+				case c.answering:
 					r.failedAnswering++
+				case neverSentNotRetried(c.err):
+					r.failedNeverSent++
 				}
 			}
 		}
@@ -357,14 +361,31 @@ func (r backendFaultReport) String() string {
 		codes = append(codes, fmt.Sprintf("%s×%d", code, n))
 	}
 	slices.Sort(codes)
-	s := fmt.Sprintf("unary %d failed of %d (%d after their response began), streams %d failed of %d (%s)",
-		r.failedUnary, r.unary, r.failedAnswering, r.failedStreams, r.streams, strings.Join(codes, " "))
+	s := fmt.Sprintf("unary %d failed of %d (%d after their response began, %d never sent), streams %d failed of %d (%s)",
+		r.failedUnary, r.unary, r.failedAnswering, r.failedNeverSent, r.failedStreams, r.streams, strings.Join(codes, " "))
 	if r.at.IsZero() {
 		return s
 	}
 	return s + fmt.Sprintf("; last failure ended %s after the fault; routing clean %s after it (last call started that failed or went to the victim); "+
 		"streams on the victim: %d, %d broken, ended within %s; calls started on the victim after the fault: %d",
 		r.lastFailure.Round(time.Millisecond), r.clean.Round(time.Millisecond), r.victimStreams, r.brokenStreams, r.streamEnd.Round(time.Millisecond), r.victimStarts)
+}
+
+// neverSentNotRetried reports a call that failed because the connection
+// it was placed on closed before its request went out, and that gRPC
+// did not retry: grpc-go (1.85) closes such a stream without a status,
+// so the Header call with which the proxy waits for the response headers
+// returns no error, which commits the attempt, and the call fails with
+// "transport is closing" instead of being retried transparently.
+func neverSentNotRetried(err error) bool {
+	st := status.Convert(err)
+	return st.Code() == codes.Unavailable && st.Message() == "transport is closing"
+}
+
+// unretriedUnary returns how many unary calls failed that should have
+// been retried: neither answering nor lost as neverSentNotRetried says.
+func (r backendFaultReport) unretriedUnary() int {
+	return r.failedUnary - r.failedAnswering - r.failedNeverSent
 }
 
 // backendFaultFailuresOtherThan returns the failed calls whose code is not one of
