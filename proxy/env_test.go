@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
@@ -82,16 +83,19 @@ func startRawBackend(t *testing.T, handler grpc.StreamHandler) string {
 	return lis.Addr().String()
 }
 
-// runBackendProcess serves Echo on a free port, prints the address and
-// serves until killed.
+// runBackendProcess serves Echo (answering with its address as its name)
+// and health (SERVING) on a free port, prints the address and serves until
+// killed. It allows keepalive pings every second, for the tests of hung
+// backends.
 func runBackendProcess() {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	srv := grpc.NewServer()
-	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "process"}))
+	srv := grpc.NewServer(grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Second, PermitWithoutStream: true}))
+	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: lis.Addr().String()}))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
 	fmt.Println(lis.Addr().String())
 	_ = srv.Serve(lis)
 }

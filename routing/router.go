@@ -38,6 +38,14 @@ type Options struct {
 	// ServiceTLS gives, per service, the client TLS of its backend
 	// connections. Services without an entry are called in plaintext.
 	ServiceTLS map[string]*tls.Config
+	// Retry lists the idempotent methods, retried by policy when their
+	// backend fails them with UNAVAILABLE (see RetryConfig); calls that
+	// never reached a backend are retried whatever it says. Fields left
+	// zero take DefaultRetryConfig's values.
+	Retry RetryConfig
+	// Backend sets keepalive on the backend connections. Zero: no
+	// keepalive pings.
+	Backend BackendConfig
 	// Logger receives connection events. Default: slog.Default().
 	Logger *slog.Logger
 }
@@ -77,6 +85,15 @@ func NewRouter(opts Options) (*Router, error) {
 	}
 	if opts.LoadMaxAge == 0 {
 		opts.LoadMaxAge = DefaultLoadMaxAge
+	}
+	opts.Retry = opts.Retry.withDefaults()
+	if err := opts.Retry.Validate(); err != nil {
+		return nil, fmt.Errorf("routing: %w", err)
+	}
+	if opts.Backend != (BackendConfig{}) {
+		if err := opts.Backend.Validate(); err != nil {
+			return nil, fmt.Errorf("routing: %w", err)
+		}
 	}
 	r := &Router{opts: opts}
 	r.resolver = &resolverBuilder{table: opts.Table, pushed: r.pushed}
@@ -149,13 +166,17 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "quaestor: policy of service %q: %v", service, err)
 	}
+	if serviceConfig, err = withRetries(serviceConfig, service, r.opts.Retry); err != nil {
+		return nil, status.Errorf(codes.Internal, "quaestor: retries of service %q: %v", service, err)
+	}
 	dialOpts := append([]grpc.DialOption{
 		transportCredentials(r.opts.ServiceTLS[service]),
 		grpc.WithResolvers(r.resolver),
 		grpc.WithDefaultServiceConfig(serviceConfig),
 		grpc.WithChainUnaryInterceptor(recordUnary),
 		grpc.WithChainStreamInterceptor(recordStream),
-	}, r.opts.DialOptions...)
+	}, r.opts.Backend.DialOptions()...)
+	dialOpts = append(dialOpts, r.opts.DialOptions...)
 	cc, err := grpc.NewClient(Scheme+":///"+service, dialOpts...)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "quaestor: connecting to service %q: %v", service, err)

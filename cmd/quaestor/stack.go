@@ -131,7 +131,10 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		Load:       s.cfg.Load,
 		Scope:      s.cfg.Registry.Scope,
 		ServiceTLS: serviceTLS,
-		Logger:     s.logger,
+		// Probes get the calls' keepalive: a health Watch hears nothing
+		// from a hung instance, only an unanswered ping tells.
+		DialOptions: s.cfg.Backends.DialOptions(),
+		Logger:      s.logger,
 	})
 	if err != nil {
 		return nil, err
@@ -186,6 +189,8 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 		HashKeys:        hashKeys,
 		LoadMaxAge:      s.cfg.Load.MaxAge,
 		ServiceTLS:      serviceTLS,
+		Retry:           s.cfg.Retry,
+		Backend:         s.cfg.Backends,
 		Logger:          s.logger,
 	})
 	if err != nil {

@@ -37,6 +37,10 @@ type Config struct {
 	Health routing.HealthConfig `koanf:"health"`
 	// Load configures load collection.
 	Load routing.LoadConfig `koanf:"load"`
+	// Retry lists the idempotent methods and how they are retried.
+	Retry routing.RetryConfig `koanf:"retry"`
+	// Backends configures the connections to backend instances.
+	Backends routing.BackendConfig `koanf:"backends"`
 	// Services lists static endpoints per service, merged with what
 	// registries hold.
 	Services []routing.ServiceConfig `koanf:"services"`
@@ -64,6 +68,8 @@ func Default() Config {
 		Health:     routing.DefaultHealthConfig(),
 		Supervisor: supervisor.DefaultConfig(),
 		Load:       routing.DefaultLoadConfig(),
+		Retry:      routing.DefaultRetryConfig(),
+		Backends:   routing.DefaultBackendConfig(),
 		Tracing:    tracing.DefaultConfig(),
 		Log:        LogConfig{Level: "info", Format: "text"},
 	}
@@ -96,6 +102,12 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Load.Validate(); err != nil {
+		return err
+	}
+	if err := c.Retry.Validate(); err != nil {
+		return err
+	}
+	if err := c.Backends.Validate(); err != nil {
 		return err
 	}
 	if err := c.Tracing.Validate(); err != nil {

@@ -46,6 +46,13 @@ etcd:
   endpoints: [https://10.0.0.1:2379, https://10.0.0.2:2379]
   tls:
     ca: /etc/quaestor/etcd-ca.pem
+retry:
+  idempotent_methods: [quaestor.example.v1.Echo/Unary, other.v1.Svc/*]
+  initial_backoff: 20ms
+  budget:
+    max_tokens: 50
+backends:
+  keepalive_time: 30s
 `)
 	got, err := Load(Source{
 		Path:      path,
@@ -67,6 +74,10 @@ etcd:
 	want.Etcd.Mode = "external"
 	want.Etcd.Endpoints = []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}
 	want.Etcd.TLS.CA = "/etc/quaestor/etcd-ca.pem"
+	want.Retry.IdempotentMethods = []string{"quaestor.example.v1.Echo/Unary", "other.v1.Svc/*"}
+	want.Retry.InitialBackoff = 20 * time.Millisecond
+	want.Retry.Budget.MaxTokens = 50
+	want.Backends.KeepaliveTime = 30 * time.Second
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("config (-want +got):\n%s", diff)
 	}
@@ -106,7 +117,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "unknown key", file: "proxy:\n  lisen: 127.0.0.1:1\n",
 			wantErr: `unknown config key "proxy.lisen" (known keys: proxy.access_log, proxy.advertise, `},
 		{name: "unknown section", file: "proxxy:\n  listen: 127.0.0.1:1\n",
-			wantErr: `unknown config key "proxxy.listen" (known sections: admin, etcd, health, load, log, proxy, registry, services, supervisor, tracing)`},
+			wantErr: `unknown config key "proxxy.listen" (known sections: admin, backends, etcd, health, load, log, proxy, registry, retry, services, supervisor, tracing)`},
 		{name: "bad etcd mode", file: "etcd:\n  mode: cluster\n",
 			wantErr: `etcd.mode: "cluster" is not embedded, external or none`},
 		{name: "unknown tls key", file: "etcd:\n  tls:\n    cafile: x\n",
@@ -117,6 +128,14 @@ func TestLoadErrors(t *testing.T) {
 			wantErr: "services[0].hash_key: empty, the consistent-hash policy needs the metadata key to hash"},
 		{name: "bad health", environ: []string{"QUAESTOR_HEALTH_UNHEALTHY_THRESHOLD=0"},
 			wantErr: "health.unhealthy_threshold: 0, want 1 or more"},
+		{name: "bad idempotent method", file: "retry:\n  idempotent_methods: [pkg.Svc.Get]\n",
+			wantErr: `retry.idempotent_methods[0]: "pkg.Svc.Get" is not service/method`},
+		{name: "too many attempts", sets: []string{"retry.max_attempts=9"},
+			wantErr: "retry.max_attempts: 9, want 1 to 5"},
+		{name: "bad retry budget", file: "retry:\n  budget:\n    token_ratio: -1\n",
+			wantErr: "retry.budget.token_ratio: -1, want more than 0"},
+		{name: "keepalive too frequent", environ: []string{"QUAESTOR_BACKENDS_KEEPALIVE_TIME=1s"},
+			wantErr: "backends.keepalive_time: 1s, want 0 (off) or at least 10s"},
 		{name: "stale load", file: "load:\n  interval: 5s\n  max_age: 1s\n",
 			wantErr: "load.max_age: 1s is less than load.interval 5s"},
 		{name: "bad advertise", file: "proxy:\n  advertise: nowhere\n",
