@@ -93,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	rates := fs.String("rates", "1000,2500,5000,7500,10000,15000", "open loop: comma-separated offered rates in calls/s (empty: no open loop)")
 	fs.DurationVar(&cfg.open.duration, "open-duration", 2*time.Second, "open loop: measured time per rate and target")
 	fs.DurationVar(&cfg.open.warmup, "open-warmup", 500*time.Millisecond, "open loop: unrecorded load at the same rate before each measurement")
+	fs.DurationVar(&cfg.open.callTimeout, "open-timeout", 2*time.Second, "open loop: a call not answered this long after its intended send time fails (past its capacity a target piles up such calls; this bounds the run)")
 	fs.IntVar(&cfg.openRounds, "open-rounds", 1, "open loop: rounds (the report takes the median)")
 	fs.IntVar(&cfg.open.maxInFlight, "open-senders", 1000, "open loop: calls in flight at most; a due call waits for a sender, and the wait counts in its latency")
 	fs.StringVar(&cfg.quaestorBin, "quaestor", "", "the quaestor binary (default: built from ./cmd/quaestor into a temporary directory)")
@@ -104,7 +105,6 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
-	cfg.open.callTimeout = cfg.settings.callTimeout
 	cfg.open.conns = 4
 	cfg.open.payloadSize = 100
 	for _, r := range splitList(*rates) {
@@ -130,6 +130,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-open-duration: %s, want more than 0", cfg.open.duration)
 	case cfg.open.warmup < 0:
 		return config{}, fmt.Errorf("-open-warmup: %s, want 0 or more", cfg.open.warmup)
+	case cfg.open.callTimeout <= 0:
+		return config{}, fmt.Errorf("-open-timeout: %s, want more than 0", cfg.open.callTimeout)
 	case cfg.openRounds < 1:
 		return config{}, fmt.Errorf("-open-rounds: %d, want at least 1", cfg.openRounds)
 	case cfg.open.maxInFlight < 1:
@@ -202,6 +204,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		nginxBin:    cfg.nginxBin,
 		threads:     cfg.threads,
 		keepDir:     cfg.keep,
+		idleWindow:  2 * time.Second,
 	}
 	for _, sc := range cfg.scenarios {
 		if sc.instances > 0 {
@@ -215,6 +218,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if cfg.keep {
 		fmt.Fprintln(stderr, "configurations and logs in", tb.dir)
+	}
+	for _, t := range tb.proxies() {
+		info.idle = append(info.idle, idleCPU{name: t.proc.name, cores: t.idleCores})
 	}
 	stopProfile, err := startCPUProfile(cfg.cpuProfile)
 	if err != nil {

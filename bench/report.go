@@ -30,6 +30,14 @@ type runInfo struct {
 	open       openLoopSettings
 	openRates  []float64
 	openRounds int
+	// idle is each proxy's CPU use with no calls, after its start.
+	idle []idleCPU
+}
+
+// idleCPU is a proxy's CPU use while no calls ran.
+type idleCPU struct {
+	name  string
+	cores float64
 }
 
 // measurements holds the result of every round of every scenario and
@@ -215,11 +223,18 @@ func writeReport(w io.Writer, info runInfo, m *measurements, open *openLoopResul
 	fmt.Fprintf(&b, "- machine: %s; logical CPUs %d; GOMAXPROCS %d; HAProxy nbthread and nginx worker_processes %d\n",
 		info.cpuModel, info.numCPU, info.gomaxprocs, info.threads)
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min): %s at the start, %s at the end\n", info.loadStart, info.loadEnd)
-	fmt.Fprintf(&b, "- closed loop: %d rounds; per round, scenario and target %s warm-up + %s measured; call timeout %s\n",
+	if len(info.idle) > 0 {
+		var parts []string
+		for _, i := range info.idle {
+			parts = append(parts, fmt.Sprintf("%s %s", i.name, formatRatio(i.cores)))
+		}
+		fmt.Fprintf(&b, "- proxies' CPU with no calls (cores, over 2 s once all had started): %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "- closed loop: rounds %d; per round, scenario and target %s warm-up + %s measured; call timeout %s\n",
 		info.rounds, info.settings.warmup, info.settings.duration, info.settings.callTimeout)
 	if len(info.openRates) > 0 {
-		fmt.Fprintf(&b, "- open loop: %d round(s); offered rates %s calls/s; per rate and target %s warm-up + %s measured; %d senders over %d connections\n",
-			info.openRounds, formatRates(info.openRates), info.open.warmup, info.open.duration, info.open.maxInFlight, info.open.conns)
+		fmt.Fprintf(&b, "- open loop: rounds %d; offered rates %s calls/s; per rate and target %s warm-up + %s measured; %d senders over %d connections; a call fails %s after its intended send time\n",
+			info.openRounds, formatRates(info.openRates), info.open.warmup, info.open.duration, info.open.maxInFlight, info.open.conns, info.open.callTimeout)
 	}
 	b.WriteString("\nEvery target is a process of its own (the backend too), all on 127.0.0.1 and sharing the CPUs above " +
 		"with the load generator. Targets are measured in turn within each round, starting with a different one each round. " +
@@ -327,8 +342,9 @@ func writeOpenLoopTable(b *strings.Builder, o *openLoopResults) {
 	b.WriteString("\n## open loop: latency against offered load\n\n")
 	b.WriteString("Unary calls with a 100-byte payload offered at a fixed rate over 4 connections, whatever the target does: " +
 		"latency runs from each call's intended send time (no coordinated omission), so a target past its capacity " +
-		"shows a queue that grows for the whole measurement. \"achieved\" is successful calls per second " +
-		"from the first intended send to the last answer.\n\n")
+		"shows a queue that grows for the whole measurement, and calls that wait longer than the open-loop call timeout " +
+		"fail (\"errors\": DEADLINE_EXCEEDED, the target was past its capacity). \"achieved\" is successful calls per second " +
+		"from the first intended send to the last answer; latencies are those of the successful calls.\n\n")
 	b.WriteString("| offered calls/s | target | achieved | p50 | p99 | p99.9 | errors |\n")
 	b.WriteString("|--:|---|--:|--:|--:|--:|--:|\n")
 	for i, rate := range o.rates {

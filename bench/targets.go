@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +58,9 @@ type target struct {
 	// pids are proc and its descendants (nginx's workers), read once it
 	// serves.
 	pids []int
+	// idleCores is the CPUs the proxy kept busy while no calls ran, after
+	// the start (health checks, load polls, etcd watch); NaN when unknown.
+	idleCores float64
 }
 
 // testbedOptions say what startTestbed starts.
@@ -71,6 +77,9 @@ type testbedOptions struct {
 	threads int
 	// keepDir keeps the generated files and logs after the run.
 	keepDir bool
+	// idleWindow, when not 0, is how long the proxies' CPU time is
+	// measured with no calls running, once all have started.
+	idleWindow time.Duration
 }
 
 // A testbed is the set of processes the targets reach: one backend
@@ -152,7 +161,53 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 			return nil, err
 		}
 	}
+	if opts.idleWindow > 0 {
+		if err := tb.measureIdle(ctx, opts.idleWindow); err != nil {
+			return nil, err
+		}
+	}
 	return tb, nil
+}
+
+// proxies returns every target with a process: the targets, then the
+// registry quaestors by instance count.
+func (tb *testbed) proxies() []*target {
+	var out []*target
+	for _, name := range allTargets {
+		if t := tb.targets[name]; t != nil && t.proc != nil {
+			out = append(out, t)
+		}
+	}
+	for _, n := range slices.Sorted(maps.Keys(tb.byInstances)) {
+		out = append(out, tb.byInstances[n])
+	}
+	return out
+}
+
+// measureIdle measures, over one window with no calls, the CPU each proxy
+// spends on its own: what it costs before serving any call, and with many
+// instances the cost of watching them.
+func (tb *testbed) measureIdle(ctx context.Context, window time.Duration) error {
+	proxies := tb.proxies()
+	starts := make([]time.Duration, len(proxies))
+	known := make([]bool, len(proxies))
+	for i, t := range proxies {
+		starts[i], known[i] = treeCPUTime(t.pids)
+	}
+	begin := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(window):
+	}
+	elapsed := time.Since(begin)
+	for i, t := range proxies {
+		t.idleCores = math.NaN()
+		if end, ok := treeCPUTime(t.pids); ok && known[i] {
+			t.idleCores = (end - starts[i]).Seconds() / elapsed.Seconds()
+		}
+	}
+	return nil
 }
 
 // procExit returns why a target's process ended, if it did.
