@@ -69,6 +69,7 @@ type config struct {
 	quaestorBin, haproxyBin, nginxBin string
 	threads                           int
 	keep                              bool
+	quaestorAdmin                     bool
 	// cpuProfile, when set, is where the CPU profile of the measurements
 	// goes.
 	cpuProfile string
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.nginxBin, "nginx", lookBinary("nginx"), "the nginx binary")
 	fs.IntVar(&cfg.threads, "threads", runtime.NumCPU(), "HAProxy's nbthread and nginx's worker_processes")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the generated configurations and the processes' logs (their directory is printed)")
+	fs.BoolVar(&cfg.quaestorAdmin, "quaestor-pprof", false, "serve each quaestor's admin server with the Go profiler (admin.pprof) on a free port, printed at the start")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -198,13 +200,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		versions:   versions(cfg),
 	}
 	opts := testbedOptions{
-		targets:     cfg.targets,
-		quaestorBin: cfg.quaestorBin,
-		haproxyBin:  cfg.haproxyBin,
-		nginxBin:    cfg.nginxBin,
-		threads:     cfg.threads,
-		keepDir:     cfg.keep,
-		idleWindow:  2 * time.Second,
+		targets:       cfg.targets,
+		quaestorBin:   cfg.quaestorBin,
+		haproxyBin:    cfg.haproxyBin,
+		nginxBin:      cfg.nginxBin,
+		threads:       cfg.threads,
+		keepDir:       cfg.keep,
+		idleWindow:    2 * time.Second,
+		quaestorAdmin: cfg.quaestorAdmin,
+		progress:      stderr,
 	}
 	for _, sc := range cfg.scenarios {
 		if sc.instances > 0 {

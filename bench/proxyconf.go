@@ -120,24 +120,29 @@ http {
 }
 
 // quaestorConfig returns a quaestor configuration file for `quaestor
-// proxy`: serving on listen, with the admin server off and logs at warn.
+// proxy`: serving on listen, logs at warn, the admin server off, or with
+// adminListen set on that address with the Go profiler (for profiling the
+// proxy under the harness's load).
 // With etcdEndpoint empty it routes the echo service to the static
 // backends (etcd.mode none); otherwise it reads the registrations under
 // etcdPrefix from that etcd (etcd.mode external). Everything else keeps
 // quaestor's defaults (least-loaded policy, health checks, load reports),
 // as a deployment would run it.
-func quaestorConfig(listen string, backends []string, etcdEndpoint, etcdPrefix string) string {
+func quaestorConfig(listen, adminListen string, backends []string, etcdEndpoint, etcdPrefix string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# Written by quaestor's bench harness for one run; removed afterwards.
 proxy:
   listen: %s
   max_message_size: %d
   drain_timeout: 1s
-admin:
-  listen: ""
 log:
   level: warn
 `, listen, maxMessageSize)
+	if adminListen == "" {
+		b.WriteString("admin:\n  listen: \"\"\n")
+	} else {
+		fmt.Fprintf(&b, "admin:\n  listen: %s\n  pprof: true\n", adminListen)
+	}
 	if etcdEndpoint == "" {
 		b.WriteString("etcd:\n  mode: none\n")
 	} else {

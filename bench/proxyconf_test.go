@@ -34,14 +34,16 @@ func TestProxyConfigs(t *testing.T) {
 			"grpc_pass grpc://grpc_backends;",
 			"access_log off;",
 		}},
-		{"quaestor static", quaestorConfig("127.0.0.1:6000", backends, "", ""), []string{
+		{"quaestor static", quaestorConfig("127.0.0.1:6000", "", backends, "", ""), []string{
 			"listen: 127.0.0.1:6000",
 			"mode: none",
 			`listen: ""`,
 			"- name: " + echoService,
 			`endpoints: ["127.0.0.1:7001", "127.0.0.1:7002"]`,
 		}},
-		{"quaestor etcd", quaestorConfig("127.0.0.1:6000", nil, "http://127.0.0.1:2379", "/bench-10"), []string{
+		{"quaestor etcd", quaestorConfig("127.0.0.1:6000", "127.0.0.1:6001", nil, "http://127.0.0.1:2379", "/bench-10"), []string{
+			"listen: 127.0.0.1:6001",
+			"pprof: true",
 			"mode: external",
 			`endpoints: ["http://127.0.0.1:2379"]`,
 			`prefix: "/bench-10"`,
@@ -56,7 +58,7 @@ func TestProxyConfigs(t *testing.T) {
 			}
 		})
 	}
-	if cfg := quaestorConfig("127.0.0.1:6000", nil, "http://127.0.0.1:2379", "/p"); strings.Contains(cfg, "services:") {
+	if cfg := quaestorConfig("127.0.0.1:6000", "", nil, "http://127.0.0.1:2379", "/p"); strings.Contains(cfg, "services:") {
 		t.Errorf("etcd-only config has a services: list:\n%s", cfg)
 	}
 }

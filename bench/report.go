@@ -55,6 +55,11 @@ type measurementKey struct{ scenario, target string }
 func newMeasurements(scenarios []scenario, targets []string, rounds int) *measurements {
 	m := &measurements{scenarios: scenarios, targets: targets, rounds: rounds, results: make(map[measurementKey][]*result)}
 	for _, sc := range scenarios {
+		if sc.instances > 0 {
+			// Measured through quaestor alone, whatever -targets says.
+			m.results[measurementKey{sc.name, targetQuaestor}] = make([]*result, rounds)
+			continue
+		}
 		for _, t := range targets {
 			m.results[measurementKey{sc.name, t}] = make([]*result, rounds)
 		}

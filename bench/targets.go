@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -77,6 +78,10 @@ type testbedOptions struct {
 	threads int
 	// keepDir keeps the generated files and logs after the run.
 	keepDir bool
+	// quaestorAdmin turns on each quaestor's admin server with the Go
+	// profiler, on a free port written to progress.
+	quaestorAdmin bool
+	progress      io.Writer
 	// idleWindow, when not 0, is how long the proxies' CPU time is
 	// measured with no calls running, once all have started.
 	idleWindow time.Duration
@@ -87,6 +92,9 @@ type testbedOptions struct {
 // a process of its own, and an embedded etcd (in this process) for the
 // registry scenarios. Close stops them all.
 type testbed struct {
+	quaestorAdmin bool
+	progress      io.Writer
+
 	dir       string
 	keepDir   bool
 	backend   *child
@@ -107,7 +115,7 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 	if err != nil {
 		return nil, fmt.Errorf("starting testbed: %w", err)
 	}
-	tb := &testbed{dir: dir, keepDir: opts.keepDir, targets: make(map[string]*target), byInstances: make(map[int]*target)}
+	tb := &testbed{dir: dir, keepDir: opts.keepDir, quaestorAdmin: opts.quaestorAdmin, progress: opts.progress, targets: make(map[string]*target), byInstances: make(map[int]*target)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, tb.Close())
@@ -270,8 +278,17 @@ func (tb *testbed) startQuaestor(bin, name string, backends []string, etcdEndpoi
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
+	var admin string
+	if tb.quaestorAdmin {
+		if admin, err = freePort(); err != nil {
+			return nil, nil, fmt.Errorf("starting %s: %w", name, err)
+		}
+		if tb.progress != nil {
+			fmt.Fprintf(tb.progress, "%s: admin and profiler at http://%s/debug/pprof/\n", name, admin)
+		}
+	}
 	cfgPath := filepath.Join(tb.dir, name+".yaml")
-	if err := os.WriteFile(cfgPath, []byte(quaestorConfig(addr, backends, etcdEndpoint, etcdPrefix)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(quaestorConfig(addr, admin, backends, etcdEndpoint, etcdPrefix)), 0o644); err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	c, _, err := startChild(name, exec.Command(bin, "proxy", "-c", cfgPath), filepath.Join(tb.dir, name+".log"), "", 0)
