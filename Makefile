@@ -36,7 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./routing/registry/
 
 # The benchmark harness: direct, quaestor, grpc-proxy, HAProxy and nginx,
-# each a process of its own, in one interleaved run (about 11 minutes on 2
+# each a process of its own, in one interleaved run (about 9 minutes on 2
 # cores); installs Debian's haproxy and nginx when missing. BENCHFLAGS adds
 # flags, e.g. BENCHFLAGS="-rounds 1 -duration 1s".
 BENCHFLAGS ?=

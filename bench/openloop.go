@@ -78,28 +78,28 @@ func measureOpenLoop(ctx context.Context, t *target, rate float64, settings open
 func runOpenLoop(ctx context.Context, clients []examplev1.EchoClient, rate float64, duration time.Duration, settings openLoopSettings) *result {
 	n := callsIn(rate, duration)
 	due := make(chan time.Time, 1024)
-	senders := make([]*result, max(settings.maxInFlight, 1))
+	// Senders record into a few shared shards rather than a result each:
+	// a histogram is 35 KB, and a thousand of them per measurement would
+	// make the load generator's garbage the thing measured.
+	shards := make([]*lockedResult, openLoopShards)
+	for i := range shards {
+		shards[i] = &lockedResult{res: newResult()}
+	}
 	req := &examplev1.EchoRequest{Payload: make([]byte, settings.payloadSize)}
 	var wg sync.WaitGroup
-	for i := range senders {
-		res := newResult()
-		senders[i] = res
+	for i := range max(settings.maxInFlight, 1) {
+		shard := shards[i%len(shards)]
 		client := clients[i%len(clients)]
 		wg.Go(func() {
 			for intended := range due {
 				callCtx, cancel := context.WithDeadline(ctx, intended.Add(settings.callTimeout))
 				resp, err := client.Unary(callCtx, req)
 				cancel()
-				switch {
-				case err != nil:
-					res.fail(err)
-				case len(resp.GetPayload()) != len(req.GetPayload()):
-					res.fail(errors.New("unary: wrong payload size back"))
-				default:
-					res.callLatency.record(time.Since(intended))
-					res.calls++
-					res.messages++
+				latency := time.Since(intended)
+				if err == nil && len(resp.GetPayload()) != len(req.GetPayload()) {
+					err = errors.New("unary: wrong payload size back")
 				}
+				shard.record(latency, err)
 			}
 		})
 	}
@@ -109,10 +109,31 @@ func runOpenLoop(ctx context.Context, clients []examplev1.EchoClient, rate float
 	wg.Wait()
 	total := newResult()
 	total.elapsed = time.Since(start)
-	for _, s := range senders {
-		total.merge(s)
+	for _, shard := range shards {
+		total.merge(shard.res)
 	}
 	return total
+}
+
+// openLoopShards is the number of results the open loop's senders share.
+const openLoopShards = 16
+
+// lockedResult is a result several senders record into.
+type lockedResult struct {
+	mu  sync.Mutex
+	res *result
+}
+
+func (l *lockedResult) record(latency time.Duration, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.res.fail(err)
+		return
+	}
+	l.res.callLatency.record(latency)
+	l.res.calls++
+	l.res.messages++
 }
 
 // pace sends the intended time of each of n calls to due when it comes,
