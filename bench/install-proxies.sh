@@ -26,15 +26,19 @@ if [ -n "$missing" ]; then
 		added_policy=1
 	fi
 	status=0
+	log=$(mktemp)
 	{
 		$SUDO apt-get update -qq &&
 		DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
-	} >/dev/null || status=$?
+	} >"$log" 2>&1 || status=$?
 	[ -z "$added_policy" ] || $SUDO rm -f "$policy"
 	if [ "$status" -ne 0 ]; then
+		cat "$log" >&2
+		rm -f "$log"
 		echo "bench: apt-get install$missing failed ($status)" >&2
 		exit "$status"
 	fi
+	rm -f "$log"
 fi
 
 # Whatever installed them, the system services must not run: stop and

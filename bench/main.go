@@ -421,7 +421,7 @@ func splitList(s string) []string {
 // ./bench ...` when run by go run (whose binary lives in a go-build
 // directory), else the binary's own command line.
 func commandLine(args []string) string {
-	cmd := filepath.Base(os.Args[0])
+	cmd := os.Args[0]
 	if strings.Contains(os.Args[0], "go-build") {
 		cmd = "go run ./bench"
 	}
