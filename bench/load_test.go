@@ -96,6 +96,12 @@ func TestEveryTargetAndScenario(t *testing.T) {
 				tgt = tb.byInstances[sc.instances]
 			}
 			t.Run(sc.name+"/"+name, func(t *testing.T) {
+				if sc.instances > 0 {
+					if err := tgt.resume(ctx, sc.instances); err != nil {
+						t.Fatal(err)
+					}
+					defer tgt.pause()
+				}
 				res, err := measure(ctx, tgt, sc, settings)
 				if err != nil {
 					t.Fatal(err)

@@ -316,8 +316,12 @@ func measureAll(ctx context.Context, tb *testbed, cfg config, progress io.Writer
 		for _, sc := range cfg.scenarios {
 			if sc.instances > 0 {
 				t := tb.byInstances[sc.instances]
+				if err := t.resume(ctx, sc.instances); err != nil {
+					return nil, fmt.Errorf("round %d, %s: %w", round+1, sc.name, err)
+				}
 				runtime.GC()
 				res, err := measure(ctx, t, sc, cfg.settings)
+				t.pause()
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, t.proc.name, err)
 				}

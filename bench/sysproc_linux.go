@@ -23,4 +23,16 @@ func signalGroup(p *os.Process, kill bool) {
 	if err := syscall.Kill(-p.Pid, sig); err != nil {
 		_ = p.Signal(sig)
 	}
+	// A paused group (see pauseGroup) acts on SIGTERM only once resumed.
+	_ = syscall.Kill(-p.Pid, syscall.SIGCONT)
+}
+
+// pauseGroup stops (SIGSTOP) or resumes (SIGCONT) p's process group, and
+// reports whether it could.
+func pauseGroup(p *os.Process, pause bool) bool {
+	sig := syscall.SIGCONT
+	if pause {
+		sig = syscall.SIGSTOP
+	}
+	return syscall.Kill(-p.Pid, sig) == nil
 }

@@ -19,3 +19,6 @@ func signalGroup(p *os.Process, kill bool) {
 		_ = p.Kill()
 	}
 }
+
+// pauseGroup is not supported here: the processes keep running.
+func pauseGroup(p *os.Process, pause bool) bool { return false }

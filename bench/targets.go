@@ -62,6 +62,8 @@ type target struct {
 	// idleCores is the CPUs the proxy kept busy while no calls ran, after
 	// the start (health checks, load polls, etcd watch); NaN when unknown.
 	idleCores float64
+	// paused is set while the process is stopped (SIGSTOP).
+	paused bool
 }
 
 // testbedOptions say what startTestbed starts.
@@ -174,7 +176,32 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 			return nil, err
 		}
 	}
+	// The registry quaestors keep checking and polling their instances
+	// (the 1,000-instance one takes a good part of a core doing it): they
+	// are paused while the other targets are measured.
+	for _, t := range tb.byInstances {
+		t.pause()
+	}
 	return tb, nil
+}
+
+// pause stops t's process until resume; it does nothing where processes
+// cannot be paused.
+func (t *target) pause() {
+	if t.proc != nil {
+		t.paused = pauseGroup(t.proc.cmd.Process, true)
+	}
+}
+
+// resume continues t's paused process and waits until it lists its
+// instances as healthy again.
+func (t *target) resume(ctx context.Context, instances int) error {
+	if !t.paused {
+		return nil
+	}
+	pauseGroup(t.proc.cmd.Process, false)
+	t.paused = false
+	return waitInstances(ctx, t, t.proc.name, instances)
 }
 
 // proxies returns every target with a process: the targets, then the
