@@ -97,7 +97,7 @@ func TestEveryTargetAndScenario(t *testing.T) {
 			}
 			t.Run(sc.name+"/"+name, func(t *testing.T) {
 				if sc.instances > 0 {
-					if err := tgt.resume(ctx, sc.instances); err != nil {
+					if err := tgt.resume(ctx, sc.instances, 0); err != nil {
 						t.Fatal(err)
 					}
 					defer tgt.pause()

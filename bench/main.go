@@ -70,6 +70,9 @@ type config struct {
 	threads                           int
 	keep                              bool
 	quaestorAdmin                     bool
+	// settle is how long a paused registry quaestor runs, resumed and
+	// serving all its instances, before its measurement.
+	settle time.Duration
 	// cpuProfile, when set, is where the CPU profile of the measurements
 	// goes.
 	cpuProfile string
@@ -102,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.nginxBin, "nginx", lookBinary("nginx"), "the nginx binary")
 	fs.IntVar(&cfg.threads, "threads", runtime.NumCPU(), "HAProxy's nbthread and nginx's worker_processes")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep the generated configurations and the processes' logs (their directory is printed)")
+	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "registry scenarios: how long the quaestor, paused while other targets are measured, runs idle after resuming before its warm-up")
 	fs.BoolVar(&cfg.quaestorAdmin, "quaestor-pprof", false, "serve each quaestor's admin server with the Go profiler (admin.pprof) on a free port, printed at the start")
 	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
 	if err := fs.Parse(args); err != nil {
@@ -138,6 +142,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-open-rounds: %d, want at least 1", cfg.openRounds)
 	case cfg.open.maxInFlight < 1:
 		return config{}, fmt.Errorf("-open-senders: %d, want at least 1", cfg.open.maxInFlight)
+	case cfg.settle < 0:
+		return config{}, fmt.Errorf("-settle: %s, want 0 or more", cfg.settle)
 	case cfg.threads < 1:
 		return config{}, fmt.Errorf("-threads: %d, want at least 1", cfg.threads)
 	}
@@ -316,7 +322,7 @@ func measureAll(ctx context.Context, tb *testbed, cfg config, progress io.Writer
 		for _, sc := range cfg.scenarios {
 			if sc.instances > 0 {
 				t := tb.byInstances[sc.instances]
-				if err := t.resume(ctx, sc.instances); err != nil {
+				if err := t.resume(ctx, sc.instances, cfg.settle); err != nil {
 					return nil, fmt.Errorf("round %d, %s: %w", round+1, sc.name, err)
 				}
 				runtime.GC()

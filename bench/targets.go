@@ -193,15 +193,25 @@ func (t *target) pause() {
 	}
 }
 
-// resume continues t's paused process and waits until it lists its
-// instances as healthy again.
-func (t *target) resume(ctx context.Context, instances int) error {
+// resume continues t's paused process, waits until it lists its
+// instances as healthy again, then lets it settle for settle: the timers
+// that came due while it was paused (health, load polls, keepalives) fire
+// at once on resuming, and that burst is not what a call costs.
+func (t *target) resume(ctx context.Context, instances int, settle time.Duration) error {
 	if !t.paused {
 		return nil
 	}
 	pauseGroup(t.proc.cmd.Process, false)
 	t.paused = false
-	return waitInstances(ctx, t, t.proc.name, instances)
+	if err := waitInstances(ctx, t, t.proc.name, instances); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(settle):
+		return nil
+	}
 }
 
 // proxies returns every target with a process: the targets, then the
