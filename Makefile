@@ -35,9 +35,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./cmd/quaestor/internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./routing/registry/
 
-# The benchmark harness: direct vs quaestor vs grpc-proxy, in one run.
+# The benchmark harness: direct, quaestor, grpc-proxy, HAProxy and nginx,
+# each a process of its own, in one interleaved run (about 9 minutes on 2
+# cores); installs Debian's haproxy and nginx when missing. BENCHFLAGS adds
+# flags, e.g. BENCHFLAGS="-rounds 1 -duration 1s".
+BENCHFLAGS ?=
 bench:
-	$(GO) run ./bench -out bench/results/latest.md
+	@./bench/install-proxies.sh
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/quaestor ./cmd/quaestor
+	$(GO) build -o $(BIN)/bench ./bench
+	$(BIN)/bench -quaestor $(BIN)/quaestor -out bench/results/latest.md -plot bench/latency-vs-load.png $(BENCHFLAGS)
 
 proto:
 	./proto/generate.sh

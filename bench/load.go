@@ -22,6 +22,10 @@ type callKind int
 const (
 	unaryCall callKind = iota
 	serverStreamCall
+	// bidiPingPong keeps one bidi stream per caller open for the whole
+	// loop and sends one message, then waits for its echo, again and
+	// again: each round trip counts as a call.
+	bidiPingPong
 )
 
 // A scenario is one closed-loop workload: callers goroutines, spread
@@ -39,6 +43,10 @@ type scenario struct {
 	// responseCount responses of responseSize bytes each.
 	responseSize  int
 	responseCount int
+	// instances, when not 0, makes this a registry scenario: measured
+	// through a quaestor that discovers that many registered instances in
+	// etcd, and through no other target.
+	instances int
 }
 
 // defaultScenarios are the workloads `go run ./bench` measures.
@@ -47,13 +55,30 @@ func defaultScenarios() []scenario {
 		{name: "unary-16", kind: unaryCall, callers: 16, conns: 4, payloadSize: 100},
 		{name: "unary-256", kind: unaryCall, callers: 256, conns: 4, payloadSize: 100},
 		{name: "stream-1MiB", kind: serverStreamCall, callers: 4, conns: 4, responseSize: 1 << 20, responseCount: 64},
+		{name: "bidi-pingpong", kind: bidiPingPong, callers: 16, conns: 4, payloadSize: 100},
+		instanceScenario(1),
+		instanceScenario(10),
+		instanceScenario(100),
+		instanceScenario(1000),
 	}
+}
+
+// instanceScenario is unary-16 through a quaestor routing over n
+// registered instances.
+func instanceScenario(n int) scenario {
+	return scenario{name: fmt.Sprintf("instances-%d", n), kind: unaryCall, callers: 16, conns: 4, payloadSize: 100, instances: n}
 }
 
 // describe says what the scenario does, for the report.
 func (sc scenario) describe() string {
-	switch sc.kind {
-	case serverStreamCall:
+	switch {
+	case sc.instances > 0:
+		return fmt.Sprintf("unary calls with a %s payload echoed back, %d callers over %d connections, through quaestor routing over %d instances registered in etcd",
+			formatBytes(sc.payloadSize), sc.callers, sc.conns, sc.instances)
+	case sc.kind == bidiPingPong:
+		return fmt.Sprintf("bidi ping-pong: %d streams over %d connections, each sending a %s message and waiting for its echo, again and again",
+			sc.callers, sc.conns, formatBytes(sc.payloadSize))
+	case sc.kind == serverStreamCall:
 		return fmt.Sprintf("server stream of %d × %s responses per call, %d callers over %d connections",
 			sc.responseCount, formatBytes(sc.responseSize), sc.callers, sc.conns)
 	default:
@@ -98,11 +123,21 @@ type result struct {
 	// first response and from each response to the next.
 	messageGap   *histogram
 	errorSamples []string
-	// cpu is the CPU time the whole process (load generator, proxies and
-	// backends) used during the measurement; cpuKnown is false where the
-	// platform does not tell.
+	// cpu is the CPU time the harness's process (the load generator) used
+	// during the measurement; cpuKnown is false where the platform does
+	// not tell.
 	cpu      time.Duration
 	cpuKnown bool
+	// proxyCPU is the CPU time (user + system, from /proc/<pid>/stat) of
+	// the proxy's processes during the measurement; proxyCPUKnown is false
+	// for direct or where /proc is missing.
+	proxyCPU      time.Duration
+	proxyCPUKnown bool
+	// proxyPeakMem is the sum of the proxy processes' resident-set
+	// high-water marks (VmHWM) over warm-up and measurement: reset before
+	// the warm-up by writing 5 to /proc/<pid>/clear_refs.
+	proxyPeakMem  int64
+	proxyMemKnown bool
 }
 
 func newResult() *result {
@@ -114,6 +149,24 @@ func (r *result) callsPerSecond() float64 { return perSecond(r.calls, r.elapsed)
 
 // messagesPerSecond is the rate of responses received.
 func (r *result) messagesPerSecond() float64 { return perSecond(r.messages, r.elapsed) }
+
+// proxyCPUPer10k is the proxy's CPU time per 10,000 messages received
+// (calls for unary, round trips for ping-pong, responses for streams), or
+// NaN when unknown.
+func (r *result) proxyCPUPer10k() float64 {
+	if !r.proxyCPUKnown || r.messages == 0 {
+		return math.NaN()
+	}
+	return r.proxyCPU.Seconds() * 1e4 / float64(r.messages)
+}
+
+// proxyCores is the average number of CPUs the proxy kept busy, or NaN.
+func (r *result) proxyCores() float64 {
+	if !r.proxyCPUKnown || r.elapsed <= 0 {
+		return math.NaN()
+	}
+	return r.proxyCPU.Seconds() / r.elapsed.Seconds()
+}
 
 // cores is the average number of CPUs the process kept busy, or NaN when
 // unknown. Below GOMAXPROCS in a saturating scenario, something else on
@@ -182,7 +235,8 @@ func (r *result) merge(w *result) {
 // client connections (the i-th to addrs[i % len(addrs)]), warms them up,
 // measures, and closes them. It returns an error only when it could not
 // run; failed calls are counted in the result.
-func measure(ctx context.Context, addrs []string, sc scenario, settings loadSettings) (*result, error) {
+func measure(ctx context.Context, t *target, sc scenario, settings loadSettings) (*result, error) {
+	addrs := t.addrs
 	if len(addrs) == 0 {
 		return nil, errors.New("measuring: no address to call")
 	}
@@ -200,15 +254,26 @@ func measure(ctx context.Context, addrs []string, sc scenario, settings loadSett
 		defer cc.Close()
 		clients[i] = examplev1.NewEchoClient(cc)
 	}
+	memKnown := resetPeakMemory(t.pids)
 	if settings.warmup > 0 {
 		runLoop(ctx, clients, sc, settings.warmup, settings.callTimeout)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("measuring: %w", err)
 	}
+	proxyStart, proxyKnown := treeCPUTime(t.pids)
 	res := runLoop(ctx, clients, sc, settings.duration, settings.callTimeout)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("measuring: %w", err)
+	}
+	if proxyEnd, ok := treeCPUTime(t.pids); ok && proxyKnown {
+		res.proxyCPU, res.proxyCPUKnown = proxyEnd-proxyStart, true
+	}
+	if peak, ok := peakMemory(t.pids); ok && memKnown {
+		res.proxyPeakMem, res.proxyMemKnown = peak, true
+	}
+	if err := t.procExit(); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -259,8 +324,12 @@ func (w *worker) run(ctx context.Context, end time.Time) {
 		ResponseCount: int32(w.sc.responseCount),
 	}
 	call := w.unary
-	if w.sc.kind == serverStreamCall {
+	switch w.sc.kind {
+	case serverStreamCall:
 		call = w.serverStream
+	case bidiPingPong:
+		w.pingPong(ctx, req, end)
+		return
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -328,5 +397,52 @@ func (w *worker) serverStream(ctx context.Context, req *examplev1.EchoRequest, s
 	}
 	w.res.messages += messages
 	w.res.bytes += bytes
+	return nil
+}
+
+// pingPong keeps one bidi stream open and makes round trips on it until
+// end: one message sent, its echo received. A failed stream counts one
+// error and is opened again.
+func (w *worker) pingPong(ctx context.Context, req *examplev1.EchoRequest, end time.Time) {
+	for ctx.Err() == nil && time.Now().Before(end) {
+		if err := w.pingPongStream(ctx, req, end); err != nil {
+			w.res.fail(err)
+		}
+	}
+}
+
+func (w *worker) pingPongStream(ctx context.Context, req *examplev1.EchoRequest, end time.Time) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := w.client.BidiStream(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		start := time.Now()
+		if !start.Before(end) {
+			break
+		}
+		if err := stream.Send(req); err != nil {
+			return fmt.Errorf("bidi: send: %w", err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("bidi: receive: %w", err)
+		}
+		if got := len(resp.GetPayload()); got != len(req.GetPayload()) {
+			return fmt.Errorf("bidi: got a %d-byte payload back, sent %d bytes", got, len(req.GetPayload()))
+		}
+		w.res.callLatency.record(time.Since(start))
+		w.res.calls++
+		w.res.messages++
+		w.res.bytes += int64(len(resp.GetPayload()))
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("bidi: closing: %w", err)
+	}
+	if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+		return fmt.Errorf("bidi: want the end of the stream after closing, got %v", err)
+	}
 	return nil
 }

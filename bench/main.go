@@ -1,15 +1,17 @@
-// Command bench measures what quaestor's proxy costs. In one run it calls
-// the same echo backends three ways: directly, through quaestor's proxy and
-// through github.com/mwitkow/grpc-proxy's TransparentHandler (the baseline),
-// round after round with the targets interleaved, and prints a markdown
-// table of throughput, latency percentiles, errors and ratios.
+// Command bench measures what quaestor's proxy costs, side by side with
+// the proxies it is compared with. In one run it calls the same echo
+// backend directly, through `quaestor proxy`, through
+// github.com/mwitkow/grpc-proxy's TransparentHandler, through HAProxy and
+// through nginx, every one of them a process of its own, round after round
+// with the targets interleaved; then quaestor alone over 1 to 1,000
+// instances registered in etcd; then an open loop at fixed offered rates.
+// It prints a markdown report and can draw latency against offered load.
 //
-//	go run ./bench                                # default: 3 rounds × (1 s + 5 s) per scenario and target
-//	go run ./bench -out bench/results/latest.md   # also write the report to a file
-//	go run ./bench -duration 2s -rounds 1 -scenarios unary-16
+//	make bench                                    # installs haproxy and nginx, builds, runs everything
+//	go run ./bench -duration 1s -rounds 1 -rates 1000,5000
+//	go run ./bench -targets direct,quaestor -scenarios unary-16 -rates ""
 //
-// Everything (load generator, proxies, backends) runs in this process on
-// 127.0.0.1; see bench/README.md for how to read the figures.
+// See bench/README.md for the method and how to read the figures.
 package main
 
 import (
@@ -20,20 +22,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	ctx, stop := signalContext()
+	var err error
+	if role := os.Getenv(roleEnv); role != "" {
+		err = runRole(ctx, role, os.Args[1:], os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -48,10 +54,25 @@ func main() {
 type config struct {
 	settings  loadSettings
 	rounds    int
-	backends  int
 	scenarios []scenario
 	targets   []string
 	out       string
+	// plot, when set, is where the PNG of latency against offered load
+	// goes.
+	plot string
+	// rates are the open loop's offered rates (none: no open loop).
+	rates      []float64
+	open       openLoopSettings
+	openRounds int
+	// quaestorBin, haproxyBin and nginxBin are the proxies' binaries;
+	// quaestor is built when none is given.
+	quaestorBin, haproxyBin, nginxBin string
+	threads                           int
+	keep                              bool
+	quaestorAdmin                     bool
+	// settle is how long a paused registry quaestor runs, resumed and
+	// serving all its instances, before its measurement.
+	settle time.Duration
 	// cpuProfile, when set, is where the CPU profile of the measurements
 	// goes.
 	cpuProfile string
@@ -65,17 +86,39 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		scenarios = names(defaultScenarios())
 		targets   = strings.Join(allTargets, ",")
 	)
-	fs.DurationVar(&cfg.settings.duration, "duration", 5*time.Second, "measured time per round, scenario and target")
+	fs.DurationVar(&cfg.settings.duration, "duration", 3*time.Second, "measured time per round, scenario and target")
 	fs.DurationVar(&cfg.settings.warmup, "warmup", time.Second, "unrecorded load before each measurement, on the same connections")
 	fs.DurationVar(&cfg.settings.callTimeout, "call-timeout", 30*time.Second, "bound on each call; a call that hits it is an error")
 	fs.IntVar(&cfg.rounds, "rounds", 3, "rounds; each measures every scenario on every target, and the report takes the median")
-	fs.IntVar(&cfg.backends, "backends", 1, "echo backends behind the targets (direct connections and both proxies spread over them)")
 	fs.StringVar(&scenarios, "scenarios", scenarios, "comma-separated scenarios to run")
-	fs.StringVar(&targets, "targets", targets, "comma-separated targets to measure (direct, quaestor, grpc-proxy)")
+	fs.StringVar(&targets, "targets", targets, "comma-separated targets to measure ("+strings.Join(allTargets, ", ")+")")
 	fs.StringVar(&cfg.out, "out", "", "also write the report to this file (its directory is created)")
-	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the measurements (all targets; narrow with -targets) to this file")
+	fs.StringVar(&cfg.plot, "plot", "", "write a PNG of open-loop latency (p50, p99) against offered load to this file")
+	rates := fs.String("rates", "1000,2500,5000,7500,10000,15000", "open loop: comma-separated offered rates in calls/s (empty: no open loop)")
+	fs.DurationVar(&cfg.open.duration, "open-duration", 2*time.Second, "open loop: measured time per rate and target")
+	fs.DurationVar(&cfg.open.warmup, "open-warmup", 500*time.Millisecond, "open loop: unrecorded load at the same rate before each measurement")
+	fs.DurationVar(&cfg.open.callTimeout, "open-timeout", 2*time.Second, "open loop: a call not answered this long after its intended send time fails (past its capacity a target piles up such calls; this bounds the run)")
+	fs.IntVar(&cfg.openRounds, "open-rounds", 1, "open loop: rounds (the report takes the median)")
+	fs.IntVar(&cfg.open.maxInFlight, "open-senders", 1000, "open loop: calls in flight at most; a due call waits for a sender, and the wait counts in its latency")
+	fs.StringVar(&cfg.quaestorBin, "quaestor", "", "the quaestor binary (default: built from ./cmd/quaestor into a temporary directory)")
+	fs.StringVar(&cfg.haproxyBin, "haproxy", lookBinary("haproxy"), "the haproxy binary")
+	fs.StringVar(&cfg.nginxBin, "nginx", lookBinary("nginx"), "the nginx binary")
+	fs.IntVar(&cfg.threads, "threads", runtime.NumCPU(), "HAProxy's nbthread and nginx's worker_processes")
+	fs.BoolVar(&cfg.keep, "keep", false, "keep the generated configurations and the processes' logs (their directory is printed)")
+	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "registry scenarios: how long the quaestor, paused while other targets are measured, runs idle after resuming before its warm-up")
+	fs.BoolVar(&cfg.quaestorAdmin, "quaestor-pprof", false, "serve each quaestor's admin server with the Go profiler (admin.pprof) on a free port, printed at the start")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "write a CPU profile of the load generator to this file")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	cfg.open.conns = 4
+	cfg.open.payloadSize = 100
+	for _, r := range splitList(*rates) {
+		v, err := strconv.ParseFloat(r, 64)
+		if err != nil || v <= 0 {
+			return config{}, fmt.Errorf("-rates: %q is not a rate above 0", r)
+		}
+		cfg.rates = append(cfg.rates, v)
 	}
 	if fs.NArg() > 0 {
 		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -89,8 +132,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return config{}, fmt.Errorf("-call-timeout: %s, want more than 0", cfg.settings.callTimeout)
 	case cfg.rounds < 1:
 		return config{}, fmt.Errorf("-rounds: %d, want at least 1", cfg.rounds)
-	case cfg.backends < 1:
-		return config{}, fmt.Errorf("-backends: %d, want at least 1", cfg.backends)
+	case cfg.open.duration <= 0:
+		return config{}, fmt.Errorf("-open-duration: %s, want more than 0", cfg.open.duration)
+	case cfg.open.warmup < 0:
+		return config{}, fmt.Errorf("-open-warmup: %s, want 0 or more", cfg.open.warmup)
+	case cfg.open.callTimeout <= 0:
+		return config{}, fmt.Errorf("-open-timeout: %s, want more than 0", cfg.open.callTimeout)
+	case cfg.openRounds < 1:
+		return config{}, fmt.Errorf("-open-rounds: %d, want at least 1", cfg.openRounds)
+	case cfg.open.maxInFlight < 1:
+		return config{}, fmt.Errorf("-open-senders: %d, want at least 1", cfg.open.maxInFlight)
+	case cfg.settle < 0:
+		return config{}, fmt.Errorf("-settle: %s, want 0 or more", cfg.settle)
+	case cfg.threads < 1:
+		return config{}, fmt.Errorf("-threads: %d, want at least 1", cfg.threads)
 	}
 	for _, name := range splitList(scenarios) {
 		i := slices.IndexFunc(defaultScenarios(), func(sc scenario) bool { return sc.name == name })
@@ -123,6 +178,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.quaestorBin == "" && (slices.Contains(cfg.targets, targetQuaestor) || slices.ContainsFunc(cfg.scenarios, isRegistry)) {
+		dir, err := os.MkdirTemp("", "quaestor-bench-bin-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintln(stderr, "building ./cmd/quaestor")
+		if cfg.quaestorBin, err = buildQuaestor(ctx, dir); err != nil {
+			return err
+		}
+	}
 	info := runInfo{
 		date:       time.Now(),
 		goVersion:  fmt.Sprintf("go version %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
@@ -132,18 +198,49 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		command:    commandLine(args),
 		loadStart:  loadAverage(),
 		rounds:     cfg.rounds,
-		backends:   cfg.backends,
+		threads:    cfg.threads,
 		settings:   cfg.settings,
+		open:       cfg.open,
+		openRates:  cfg.rates,
+		openRounds: cfg.openRounds,
+		versions:   versions(cfg),
 	}
-	tb, err := startTestbed(cfg.backends)
+	opts := testbedOptions{
+		targets:       cfg.targets,
+		quaestorBin:   cfg.quaestorBin,
+		haproxyBin:    cfg.haproxyBin,
+		nginxBin:      cfg.nginxBin,
+		threads:       cfg.threads,
+		keepDir:       cfg.keep,
+		idleWindow:    2 * time.Second,
+		quaestorAdmin: cfg.quaestorAdmin,
+		progress:      stderr,
+	}
+	for _, sc := range cfg.scenarios {
+		if sc.instances > 0 {
+			opts.instanceCounts = append(opts.instanceCounts, sc.instances)
+		}
+	}
+	fmt.Fprintln(stderr, "starting the backend and the proxies")
+	tb, err := startTestbed(ctx, opts)
 	if err != nil {
 		return err
+	}
+	if cfg.keep {
+		fmt.Fprintln(stderr, "configurations and logs in", tb.dir)
+	}
+	for _, t := range tb.proxies() {
+		info.idle = append(info.idle, idleCPU{name: t.proc.name, cores: t.idleCores})
 	}
 	stopProfile, err := startCPUProfile(cfg.cpuProfile)
 	if err != nil {
 		return errors.Join(err, tb.Close())
 	}
 	m, measureErr := measureAll(ctx, tb, cfg, stderr)
+	var open *openLoopResults
+	if measureErr == nil && len(cfg.rates) > 0 {
+		open, measureErr = measureOpenLoops(ctx, tb, cfg, stderr)
+	}
 	measureErr = errors.Join(measureErr, stopProfile())
 	info.loadEnd = loadAverage()
 	if err := tb.Close(); err != nil {
@@ -153,46 +250,130 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return measureErr
 	}
 	var report bytes.Buffer
-	if err := writeReport(&report, info, m); err != nil {
+	if err := writeReport(&report, info, m, open); err != nil {
 		return err
 	}
 	if _, err := stdout.Write(report.Bytes()); err != nil {
 		return fmt.Errorf("writing report: %w", err)
 	}
 	if cfg.out != "" {
-		if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
+		if err := writeFile(cfg.out, report.Bytes()); err != nil {
 			return fmt.Errorf("-out: %w", err)
 		}
-		if err := os.WriteFile(cfg.out, report.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("-out: %w", err)
+	}
+	if cfg.plot != "" && open != nil {
+		png, err := plotLatency(open)
+		if err != nil {
+			return fmt.Errorf("-plot: %w", err)
+		}
+		if err := writeFile(cfg.plot, png); err != nil {
+			return fmt.Errorf("-plot: %w", err)
 		}
 	}
 	return nil
 }
 
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+func isRegistry(sc scenario) bool { return sc.instances > 0 }
+
+// buildQuaestor builds ./cmd/quaestor into dir and returns the binary.
+func buildQuaestor(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "quaestor")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/quaestor-go/quaestor/cmd/quaestor").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building quaestor: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// versions lists what the report names: the proxies' versions and the
+// gRPC libraries.
+func versions(cfg config) [][2]string {
+	v := [][2]string{{"grpc-go", moduleVersion("google.golang.org/grpc")}}
+	if cfg.quaestorBin != "" {
+		v = append(v, [2]string{"quaestor", binaryVersion(cfg.quaestorBin, "version")})
+	}
+	if slices.Contains(cfg.targets, targetGRPCProxy) {
+		v = append(v, [2]string{"grpc-proxy", moduleVersion("github.com/mwitkow/grpc-proxy")})
+	}
+	if slices.Contains(cfg.targets, targetHAProxy) {
+		v = append(v, [2]string{"haproxy", binaryVersion(cfg.haproxyBin, "-v")})
+	}
+	if slices.Contains(cfg.targets, targetNginx) {
+		v = append(v, [2]string{"nginx", binaryVersion(cfg.nginxBin, "-v")})
+	}
+	return v
+}
+
 // measureAll runs every round; within a round every scenario, and within a
 // scenario every target, starting with a different target each round so
-// that none is always measured first (on fresh caches) or last. Progress
-// goes to progress.
+// that none is always measured first (on fresh caches) or last. The
+// registry scenarios are measured on quaestor alone. Progress goes to
+// progress.
 func measureAll(ctx context.Context, tb *testbed, cfg config, progress io.Writer) (*measurements, error) {
 	m := newMeasurements(cfg.scenarios, cfg.targets, cfg.rounds)
 	for round := range cfg.rounds {
 		for _, sc := range cfg.scenarios {
+			if sc.instances > 0 {
+				t := tb.byInstances[sc.instances]
+				if err := t.resume(ctx, sc.instances, cfg.settle); err != nil {
+					return nil, fmt.Errorf("round %d, %s: %w", round+1, sc.name, err)
+				}
+				runtime.GC()
+				res, err := measure(ctx, t, sc, cfg.settings)
+				t.pause()
+				if err != nil {
+					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, t.proc.name, err)
+				}
+				m.set(sc, targetQuaestor, round, res)
+				fmt.Fprintf(progress, "round %d/%d  %-14s %-11s %s\n", round+1, cfg.rounds, sc.name, targetQuaestor, progressLine(sc, res))
+				continue
+			}
 			for i := range cfg.targets {
-				target := cfg.targets[(round+i)%len(cfg.targets)]
+				name := cfg.targets[(round+i)%len(cfg.targets)]
 				// Start each measurement with the garbage of the previous
 				// one collected.
 				runtime.GC()
-				res, err := measure(ctx, tb.addrs[target], sc, cfg.settings)
+				res, err := measure(ctx, tb.targets[name], sc, cfg.settings)
 				if err != nil {
-					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, target, err)
+					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, name, err)
 				}
-				m.set(sc, target, round, res)
-				fmt.Fprintf(progress, "round %d/%d  %-12s %-11s %s\n", round+1, cfg.rounds, sc.name, target, progressLine(sc, res))
+				m.set(sc, name, round, res)
+				fmt.Fprintf(progress, "round %d/%d  %-14s %-11s %s\n", round+1, cfg.rounds, sc.name, name, progressLine(sc, res))
 			}
 		}
 	}
 	return m, nil
+}
+
+// measureOpenLoops runs the open loop at every offered rate on every
+// target, the targets interleaved as in measureAll.
+func measureOpenLoops(ctx context.Context, tb *testbed, cfg config, progress io.Writer) (*openLoopResults, error) {
+	o := newOpenLoopResults(cfg.rates, cfg.targets, cfg.openRounds)
+	for round := range cfg.openRounds {
+		for ri, rate := range cfg.rates {
+			for i := range cfg.targets {
+				name := cfg.targets[(round+ri+i)%len(cfg.targets)]
+				runtime.GC()
+				res, err := measureOpenLoop(ctx, tb.targets[name], rate, cfg.open)
+				if err != nil {
+					return nil, fmt.Errorf("open loop round %d, %s calls/s, %s: %w", round+1, formatRate(rate), name, err)
+				}
+				o.results[name][ri][round] = res
+				fmt.Fprintf(progress, "open %d/%d  %6s calls/s  %-11s achieved %s  p50 %s  p99 %s  p99.9 %s  errors %d\n",
+					round+1, cfg.openRounds, formatRate(rate), name, formatRate(res.callsPerSecond()),
+					formatDuration(res.callLatency.quantile(0.5)), formatDuration(res.callLatency.quantile(0.99)),
+					formatDuration(res.callLatency.quantile(0.999)), res.errors)
+			}
+		}
+	}
+	return o, nil
 }
 
 // startCPUProfile starts profiling to path, when it is set, and returns
@@ -220,12 +401,12 @@ func startCPUProfile(path string) (stop func() error, err error) {
 func progressLine(sc scenario, res *result) string {
 	lat := fmt.Sprintf("p50 %s  p99 %s", formatDuration(res.callLatency.quantile(0.5)), formatDuration(res.callLatency.quantile(0.99)))
 	if sc.kind == serverStreamCall {
-		return fmt.Sprintf("%s MiB/s  %s msgs/s  call %s  errors %d  cores %s  CPU/MiB %s",
+		return fmt.Sprintf("%s MiB/s  %s msgs/s  call %s  errors %d  proxy CPU s/10k %s  peak RSS %s",
 			formatRate(res.mebibytesPerSecond()), formatRate(res.messagesPerSecond()), lat, res.errors,
-			formatRatio(res.cores()), formatDuration(res.cpuPerMiB()))
+			formatSeconds(res.proxyCPUPer10k()), formatMemory(res.proxyPeakMem))
 	}
-	return fmt.Sprintf("%s calls/s  %s  errors %d  cores %s  CPU/call %s", formatRate(res.callsPerSecond()), lat, res.errors,
-		formatRatio(res.cores()), formatDuration(res.cpuPerCall()))
+	return fmt.Sprintf("%s calls/s  %s  errors %d  proxy CPU s/10k %s  peak RSS %s", formatRate(res.callsPerSecond()), lat, res.errors,
+		formatSeconds(res.proxyCPUPer10k()), formatMemory(res.proxyPeakMem))
 }
 
 func names(scenarios []scenario) string {
@@ -250,7 +431,7 @@ func splitList(s string) []string {
 // ./bench ...` when run by go run (whose binary lives in a go-build
 // directory), else the binary's own command line.
 func commandLine(args []string) string {
-	cmd := filepath.Base(os.Args[0])
+	cmd := os.Args[0]
 	if strings.Contains(os.Args[0], "go-build") {
 		cmd = "go run ./bench"
 	}

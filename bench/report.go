@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,13 +18,26 @@ type runInfo struct {
 	numCPU     int
 	cpuModel   string
 	command    string
+	// versions are the proxies' and libraries' versions, in report order.
+	versions [][2]string
 	// loadStart and loadEnd are the load averages before and after the
 	// measurements.
-	loadStart string
-	loadEnd   string
-	rounds    int
-	backends  int
-	settings  loadSettings
+	loadStart  string
+	loadEnd    string
+	rounds     int
+	threads    int
+	settings   loadSettings
+	open       openLoopSettings
+	openRates  []float64
+	openRounds int
+	// idle is each proxy's CPU use with no calls, after its start.
+	idle []idleCPU
+}
+
+// idleCPU is a proxy's CPU use while no calls ran.
+type idleCPU struct {
+	name  string
+	cores float64
 }
 
 // measurements holds the result of every round of every scenario and
@@ -41,6 +55,11 @@ type measurementKey struct{ scenario, target string }
 func newMeasurements(scenarios []scenario, targets []string, rounds int) *measurements {
 	m := &measurements{scenarios: scenarios, targets: targets, rounds: rounds, results: make(map[measurementKey][]*result)}
 	for _, sc := range scenarios {
+		if sc.instances > 0 {
+			// Measured through quaestor alone, whatever -targets says.
+			m.results[measurementKey{sc.name, targetQuaestor}] = make([]*result, rounds)
+			continue
+		}
 		for _, t := range targets {
 			m.results[measurementKey{sc.name, t}] = make([]*result, rounds)
 		}
@@ -70,16 +89,25 @@ type summary struct {
 	cores          float64
 	// cpuPerWork is the CPU time per call (unary) or per MiB (streams).
 	cpuPerWork time.Duration
-	// vsDirect and vsGRPCProxy are the medians of the per-round ratios of
+	// vsDirect and vsHAProxy are the medians of the per-round ratios of
 	// throughput; NaN when the other target was not measured.
-	vsDirect    float64
-	vsGRPCProxy float64
-	callP50     time.Duration
-	callP99     time.Duration
-	msgP50      time.Duration
-	msgP99      time.Duration
-	errors      int64 // over all rounds
-	samples     []string
+	vsDirect  float64
+	vsHAProxy float64
+	callP50   time.Duration
+	callP99   time.Duration
+	callP999  time.Duration
+	msgP50    time.Duration
+	msgP99    time.Duration
+	msgP999   time.Duration
+	// proxyCPU10k is the proxy's CPU seconds per 10,000 messages, its
+	// median over the rounds; proxyCores its CPUs kept busy.
+	proxyCPU10k float64
+	proxyCores  float64
+	// peakMem is the highest proxy VmHWM of any round, in bytes; 0 when
+	// unknown.
+	peakMem int64
+	errors  int64 // over all rounds
+	samples []string
 }
 
 func (m *measurements) summarize(sc scenario, target string) summary {
@@ -87,6 +115,7 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 	var (
 		tput, msgs, cores, vsDirect, vsBaseline []float64
 		callP50, callP99, msgP50, msgP99        []float64
+		callP999, msgP999, proxyCPU, proxyCores []float64
 		cpuPerWork                              []float64
 		s                                       summary
 	)
@@ -120,13 +149,22 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 		if r, ok := ratio(targetDirect, round, own); ok {
 			vsDirect = append(vsDirect, r)
 		}
-		if r, ok := ratio(targetGRPCProxy, round, own); ok {
+		if r, ok := ratio(targetHAProxy, round, own); ok {
 			vsBaseline = append(vsBaseline, r)
+		}
+		if c := res.proxyCPUPer10k(); !math.IsNaN(c) {
+			proxyCPU = append(proxyCPU, c)
+			proxyCores = append(proxyCores, res.proxyCores())
+		}
+		if res.proxyMemKnown {
+			s.peakMem = max(s.peakMem, res.proxyPeakMem)
 		}
 		callP50 = append(callP50, float64(res.callLatency.quantile(0.50)))
 		callP99 = append(callP99, float64(res.callLatency.quantile(0.99)))
+		callP999 = append(callP999, float64(res.callLatency.quantile(0.999)))
 		msgP50 = append(msgP50, float64(res.messageGap.quantile(0.50)))
 		msgP99 = append(msgP99, float64(res.messageGap.quantile(0.99)))
+		msgP999 = append(msgP999, float64(res.messageGap.quantile(0.999)))
 		s.errors += res.errors
 		for _, msg := range res.errorSamples {
 			if len(s.samples) < maxErrorSamples && !slices.Contains(s.samples, msg) {
@@ -142,11 +180,15 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 	s.cores = median(cores)
 	s.cpuPerWork = durationOrZero(median(cpuPerWork))
 	s.vsDirect = median(vsDirect)
-	s.vsGRPCProxy = median(vsBaseline)
+	s.vsHAProxy = median(vsBaseline)
+	s.proxyCPU10k = median(proxyCPU)
+	s.proxyCores = median(proxyCores)
 	s.callP50 = durationOrZero(median(callP50))
 	s.callP99 = durationOrZero(median(callP99))
+	s.callP999 = durationOrZero(median(callP999))
 	s.msgP50 = durationOrZero(median(msgP50))
 	s.msgP99 = durationOrZero(median(msgP99))
+	s.msgP999 = durationOrZero(median(msgP999))
 	return s
 }
 
@@ -172,28 +214,47 @@ func durationOrZero(v float64) time.Duration {
 	return time.Duration(v)
 }
 
-// writeReport writes the run's header and one markdown table per scenario.
-func writeReport(w io.Writer, info runInfo, m *measurements) error {
+// writeReport writes the run's header, one markdown table per scenario
+// (the registry scenarios in one table), and the open-loop table.
+func writeReport(w io.Writer, info runInfo, m *measurements, open *openLoopResults) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# quaestor benchmark\n\n")
 	fmt.Fprintf(&b, "- date: %s\n", info.date.Format(time.RFC3339))
-	fmt.Fprintf(&b, "- go: `%s`\n", info.goVersion)
-	fmt.Fprintf(&b, "- GOMAXPROCS: %d (logical CPUs: %d)\n", info.gomaxprocs, info.numCPU)
-	fmt.Fprintf(&b, "- CPU: %s\n", info.cpuModel)
 	fmt.Fprintf(&b, "- command: `%s`\n", info.command)
+	fmt.Fprintf(&b, "- go: `%s`\n", info.goVersion)
+	for _, v := range info.versions {
+		fmt.Fprintf(&b, "- %s: `%s`\n", v[0], v[1])
+	}
+	fmt.Fprintf(&b, "- machine: %s; logical CPUs %d; GOMAXPROCS %d; HAProxy nbthread and nginx worker_processes %d\n",
+		info.cpuModel, info.numCPU, info.gomaxprocs, info.threads)
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min): %s at the start, %s at the end\n", info.loadStart, info.loadEnd)
-	fmt.Fprintf(&b, "- settings: rounds %d; per round, scenario and target: %s warm-up + %s measured; call timeout %s; echo backends %d\n",
-		info.rounds, info.settings.warmup, info.settings.duration, info.settings.callTimeout, info.backends)
-	b.WriteString("\nEverything runs in this one process on 127.0.0.1: the load generator, both proxies " +
-		"and the backends share the CPUs above. Absolute figures are therefore low; compare the ratios. " +
-		"Targets are measured in turn within each round, starting with a different one each round. " +
-		"Figures are medians over the rounds, \"vs\" columns the medians of each round's ratios, " +
-		"\"range\" the lowest and highest round, errors the total over all rounds. " +
-		"\"cores\" is the CPU time the whole process used per second of the measurement: " +
-		"below GOMAXPROCS, the process was waiting (on too few callers, or on other work on the machine). " +
-		"\"CPU/call\" and \"CPU/MiB\" are that CPU time per successful call or per MiB received: " +
-		"they hold when other work takes CPUs away, and a proxy's excess over direct is what it costs.\n")
+	if len(info.idle) > 0 {
+		var parts []string
+		for _, i := range info.idle {
+			parts = append(parts, fmt.Sprintf("%s %s", i.name, formatRatio(i.cores)))
+		}
+		fmt.Fprintf(&b, "- proxies' CPU with no calls (cores, over 2 s once all had started): %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "- closed loop: rounds %d; per round, scenario and target %s warm-up + %s measured; call timeout %s\n",
+		info.rounds, info.settings.warmup, info.settings.duration, info.settings.callTimeout)
+	if len(info.openRates) > 0 {
+		fmt.Fprintf(&b, "- open loop: rounds %d; offered rates %s calls/s; per rate and target %s warm-up + %s measured; %d senders over %d connections; a call fails %s after its intended send time\n",
+			info.openRounds, formatRates(info.openRates), info.open.warmup, info.open.duration, info.open.maxInFlight, info.open.conns, info.open.callTimeout)
+	}
+	b.WriteString("\nEvery target is a process of its own (the backend too), all on 127.0.0.1 and sharing the CPUs above " +
+		"with the load generator. Targets are measured in turn within each round, starting with a different one each round. " +
+		"Figures are medians over the rounds; \"vs\" columns are the medians of each round's throughput ratios; " +
+		"\"range\" is the lowest and highest round; errors are totalled over all rounds. " +
+		"\"proxy CPU\" is the proxy processes' user + system CPU time (/proc/<pid>/stat, nginx's master and workers summed) " +
+		"per 10,000 messages (calls; round trips; stream responses) over the measured window, \"proxy cores\" the same per second; " +
+		"\"proxy peak RSS\" is the highest VmHWM of any round, reset before each warm-up (clear_refs), so it is the peak of that scenario; " +
+		"\"client CPU\" is the load generator's CPU time per message.\n")
+	var registry []scenario
 	for _, sc := range m.scenarios {
+		if sc.instances > 0 {
+			registry = append(registry, sc)
+			continue
+		}
 		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n", sc.name, capitalize(sc.describe()))
 		if sc.kind == serverStreamCall {
 			writeStreamTable(&b, sc, m)
@@ -202,37 +263,120 @@ func writeReport(w io.Writer, info runInfo, m *measurements) error {
 		}
 		writeErrorSamples(&b, sc, m)
 	}
+	if len(registry) > 0 {
+		writeRegistryTable(&b, registry, m)
+	}
+	if open != nil {
+		writeOpenLoopTable(&b, open)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 func writeUnaryTable(b *strings.Builder, sc scenario, m *measurements) {
-	b.WriteString("Latency is per call, from its start to its status.\n\n")
-	b.WriteString("| target | calls/s | range | vs direct | vs grpc-proxy | p50 | p99 | errors | cores | CPU/call |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	what := "calls/s"
+	if sc.kind == bidiPingPong {
+		what = "round trips/s"
+		b.WriteString("Latency is per round trip, from sending a message to receiving its echo.\n\n")
+	} else {
+		b.WriteString("Latency is per call, from its start to its status.\n\n")
+	}
+	fmt.Fprintf(b, "| target | %s | range | vs direct | vs haproxy | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n", what)
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, t := range m.targets {
 		s := m.summarize(sc, t)
-		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %d | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
 			t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
-			formatRatio(s.vsDirect), formatRatio(s.vsGRPCProxy),
-			formatDuration(s.callP50), formatDuration(s.callP99), s.errors, formatRatio(s.cores),
-			formatDuration(s.cpuPerWork))
+			formatRatio(s.vsDirect), formatRatio(s.vsHAProxy),
+			formatDuration(s.callP50), formatDuration(s.callP99), formatDuration(s.callP999), s.errors,
+			formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
 	}
 }
 
 func writeStreamTable(b *strings.Builder, sc scenario, m *measurements) {
 	b.WriteString("\"msg\" latency is per response: the gap since the previous response of the call " +
-		"(since the call's start for the first); \"call\" latency is per call, from its start to its status.\n\n")
-	b.WriteString("| target | MiB/s | range | msgs/s | vs direct | vs grpc-proxy | msg p50 | msg p99 | call p50 | call p99 | errors | cores | CPU/MiB |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		"(since the call's start for the first); \"call\" latency is per call, from its start to its status. " +
+		"Proxy CPU is per 10,000 responses (10,000 MiB); client CPU per MiB.\n\n")
+	b.WriteString("| target | MiB/s | range | vs direct | vs haproxy | msg p50 | msg p99 | msg p99.9 | call p50 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, t := range m.targets {
 		s := m.summarize(sc, t)
-		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
 			t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
-			formatRate(s.messagesPerSec), formatRatio(s.vsDirect), formatRatio(s.vsGRPCProxy),
-			formatDuration(s.msgP50), formatDuration(s.msgP99),
-			formatDuration(s.callP50), formatDuration(s.callP99), s.errors, formatRatio(s.cores),
-			formatDuration(s.cpuPerWork))
+			formatRatio(s.vsDirect), formatRatio(s.vsHAProxy),
+			formatDuration(s.msgP50), formatDuration(s.msgP99), formatDuration(s.msgP999),
+			formatDuration(s.callP50), s.errors,
+			formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
+	}
+}
+
+// writeRegistryTable writes the instance-count scenarios as one table:
+// quaestor's cost per call against the number of registered instances.
+func writeRegistryTable(b *strings.Builder, scs []scenario, m *measurements) {
+	b.WriteString("\n## quaestor by registered instances\n\n")
+	fmt.Fprintf(b, "Unary calls with a %s payload echoed back, %d callers over %d connections, through a `quaestor proxy` "+
+		"that discovers N instances of the echo service in etcd (one backend process listening on N loopback addresses "+
+		"127.1.x.y, each health-checked and load-polled by quaestor as a separate instance). "+
+		"\"vs 1\" is the median of each round's ratio to the 1-instance figure.\n\n",
+		formatBytes(scs[0].payloadSize), scs[0].callers, scs[0].conns)
+	b.WriteString("| instances | calls/s | range | vs 1 | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
+	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	base := scs[0]
+	for _, sc := range scs {
+		s := m.summarize(sc, targetQuaestor)
+		var ratios []float64
+		for round, res := range m.results[measurementKey{sc.name, targetQuaestor}] {
+			ref := m.results[measurementKey{base.name, targetQuaestor}][round]
+			if res != nil && ref != nil && ref.callsPerSecond() > 0 {
+				ratios = append(ratios, res.callsPerSecond()/ref.callsPerSecond())
+			}
+		}
+		fmt.Fprintf(b, "| %d | %s | %s–%s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+			sc.instances, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
+			formatRatio(median(ratios)), formatDuration(s.callP50), formatDuration(s.callP99), formatDuration(s.callP999),
+			s.errors, formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
+	}
+	for _, sc := range scs {
+		writeErrorSamples(b, sc, m)
+	}
+}
+
+// writeOpenLoopTable writes, per offered rate, each target's achieved
+// rate, latency from intended send time and errors.
+func writeOpenLoopTable(b *strings.Builder, o *openLoopResults) {
+	b.WriteString("\n## open loop: latency against offered load\n\n")
+	b.WriteString("Unary calls with a 100-byte payload offered at a fixed rate over 4 connections, whatever the target does: " +
+		"latency runs from each call's intended send time (no coordinated omission), so a target past its capacity " +
+		"shows a queue that grows for the whole measurement, and calls that wait longer than the open-loop call timeout " +
+		"fail (\"errors\": DEADLINE_EXCEEDED, the target was past its capacity). \"achieved\" is successful calls per second " +
+		"from the first intended send to the last answer; latencies are those of the successful calls.\n\n")
+	b.WriteString("| offered calls/s | target | achieved | p50 | p99 | p99.9 | errors |\n")
+	b.WriteString("|--:|---|--:|--:|--:|--:|--:|\n")
+	for i, rate := range o.rates {
+		for _, t := range o.targets {
+			p := o.point(t, i)
+			if !p.ok {
+				continue
+			}
+			fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %d |\n", formatRate(rate), t, formatRate(p.achieved),
+				formatDuration(p.p50), formatDuration(p.p99), formatDuration(p.p999), p.errors)
+		}
+	}
+	for _, t := range o.targets {
+		var samples []string
+		for i := range o.rates {
+			for _, s := range o.point(t, i).samples {
+				if len(samples) < maxErrorSamples && !slices.Contains(samples, s) {
+					samples = append(samples, s)
+				}
+			}
+		}
+		if len(samples) > 0 {
+			fmt.Fprintf(b, "\nOpen-loop errors of %s (first distinct messages):\n\n", t)
+			for _, msg := range samples {
+				fmt.Fprintf(b, "- `%s`\n", strings.ReplaceAll(msg, "`", "'"))
+			}
+		}
 	}
 }
 
@@ -242,11 +386,50 @@ func writeErrorSamples(b *strings.Builder, sc scenario, m *measurements) {
 		if s.errors == 0 {
 			continue
 		}
-		fmt.Fprintf(b, "\nErrors of %s (first distinct messages):\n\n", t)
+		fmt.Fprintf(b, "\nErrors of %s in %s (first distinct messages):\n\n", t, sc.name)
 		for _, msg := range s.samples {
 			fmt.Fprintf(b, "- `%s`\n", strings.ReplaceAll(msg, "`", "'"))
 		}
 	}
+}
+
+// formatSeconds prints CPU seconds with three significant digits.
+func formatSeconds(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "–"
+	case v <= 0:
+		return "0"
+	case v < 1000:
+		return sig3Small(v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+// sig3Small prints 0 < v < 1000 with three significant digits, also
+// below 1.
+func sig3Small(v float64) string {
+	if v >= 1 {
+		return sig3(v)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// formatMemory prints bytes in MiB, "–" for unknown (0).
+func formatMemory(n int64) string {
+	if n <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+func formatRates(rates []float64) string {
+	var out []string
+	for _, r := range rates {
+		out = append(out, formatRate(r))
+	}
+	return strings.Join(out, ", ")
 }
 
 // formatRate prints a rate with at most one decimal, fewer as it grows.
