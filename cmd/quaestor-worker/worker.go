@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
@@ -115,7 +116,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer reporter.Close()
 	reporter.SetKnownLoadRate(cfg.loadRate)
 
-	serverOptions := append(reporter.ServerOptions(), grpc.MaxRecvMsgSize(cfg.maxMessageSize), grpc.MaxSendMsgSize(cfg.maxMessageSize))
+	serverOptions := append(reporter.ServerOptions(),
+		grpc.MaxRecvMsgSize(cfg.maxMessageSize), grpc.MaxSendMsgSize(cfg.maxMessageSize),
+		// Allow the proxy's keepalive pings down to gRPC's 10s floor, so
+		// that backends.keepalive_time can find a hung worker quickly.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}))
 	gs := grpc.NewServer(serverOptions...)
 	if err := reporter.Register(gs); err != nil {
 		lis.Close()
