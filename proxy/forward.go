@@ -116,48 +116,49 @@ func (f *forwarder) forward(ss grpc.ServerStream, fullMethod string, call *callL
 	// waited for only once the client's stream has ended: before, it may be
 	// blocked in ss.RecvMsg, which returns only once this handler has
 	// returned and gRPC has ended the server stream; it then ends at once.
-	req := new(requestSide)
-	req.done.Add(1)
+	sides := new(callSides)
+	sides.done.Add(1)
 	go func() {
-		defer req.done.Done()
-		if err := f.forwardRequests(ss, cs, call); err != nil {
+		defer sides.done.Done()
+		if err := f.forwardRequests(ss, cs, &sides.request, call); err != nil {
 			if status.Code(err) == codes.ResourceExhausted {
 				f.logger.Warn("proxy: request refused: a message is larger than proxy.max_message_size",
 					"method", fullMethod, "max_message_size", f.maxMessageSize, "error", err)
 			}
-			req.err = err
+			sides.err = err
 		}
 	}()
-	err = f.forwardResponses(cs, ss, call)
+	err = f.forwardResponses(cs, ss, &sides.response, call)
 	if ss.Context().Err() != nil {
 		// The client's stream has ended, so the request side is ending
 		// too; when it failed, its error is the call's status (gRPC has
 		// already sent it to the client): the response side only saw the
 		// backend call cancelled.
-		req.done.Wait()
-		if req.err != nil {
-			return req.err
+		sides.done.Wait()
+		if sides.err != nil {
+			return sides.err
 		}
 	}
 	return err
 }
 
-// requestSide is what the request side of a call leaves the response
-// side.
-type requestSide struct {
+// callSides is what the two sides of a call share, in one allocation:
+// each side's message would escape to the heap on its own.
+type callSides struct {
+	// done is the request side's end, err its error, set before done.
 	done sync.WaitGroup
-	// err is the request side's error, set before done.
-	err error
+	err  error
+	// request and response are the messages in transit each way.
+	request, response frame
 }
 
 // forwardRequests copies client messages to the backend until the client
 // half-closes, then half-closes the backend stream. It returns an error
 // only when the call must end because of the client side: the response
 // side ends it otherwise.
-func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, call *callLog) error {
-	var msg frame
+func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, msg *frame, call *callLog) error {
 	for {
-		if err := ss.RecvMsg(&msg); err != nil {
+		if err := ss.RecvMsg(msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				// CloseSend fails only when the stream is already done, which
 				// the response side reports.
@@ -171,7 +172,7 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, 
 		if call != nil {
 			call.bytesIn.Add(int64(msg.data.Len()))
 		}
-		if err := cs.SendMsg(&msg); err != nil {
+		if err := cs.SendMsg(msg); err != nil {
 			// The backend stream is over (io.EOF) or broken; the real
 			// status comes out of RecvMsg on the response side.
 			msg.free()
@@ -183,7 +184,7 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, 
 // forwardResponses sends the backend's headers to the client as soon as
 // they arrive, then its messages, and returns its status with its trailers
 // set on the client stream.
-func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, call *callLog) error {
+func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, msg *frame, call *callLog) error {
 	// Header blocks until the backend sends headers or ends the call. It
 	// returns nil for a trailers-only response: sending no headers keeps it
 	// trailers-only for the client too.
@@ -193,9 +194,8 @@ func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream,
 			return err
 		}
 	}
-	var msg frame
 	for {
-		if err := cs.RecvMsg(&msg); err != nil {
+		if err := cs.RecvMsg(msg); err != nil {
 			ss.SetTrailer(cs.Trailer())
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -205,7 +205,7 @@ func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream,
 		if call != nil {
 			call.bytesOut.Add(int64(msg.data.Len()))
 		}
-		if err := ss.SendMsg(&msg); err != nil {
+		if err := ss.SendMsg(msg); err != nil {
 			msg.free()
 			return err
 		}
