@@ -251,8 +251,8 @@ func forwardMetadata(ctx context.Context) metadata.MD {
 // clientHost is the host part of a client's address, as x-forwarded-for
 // gives it.
 func clientHost(addr net.Addr) string {
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.Zone == "" {
+		return tcp.IP.String() // one allocation fewer than String + SplitHostPort
 	}
 	host := addr.String()
 	if h, _, err := net.SplitHostPort(host); err == nil {
