@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,23 @@ type forwarder struct {
 	accessLog      bool
 	logger         *slog.Logger
 	inFlight       atomic.Int64
+
+	// callOpts are the options of every backend call, made once: each
+	// option is an allocation, and none holds per-call state.
+	callOptsOnce sync.Once
+	callOpts     []grpc.CallOption
+}
+
+// callOptions returns the options of a backend call.
+func (f *forwarder) callOptions() []grpc.CallOption {
+	f.callOptsOnce.Do(func() {
+		f.callOpts = []grpc.CallOption{
+			grpc.ForceCodecV2(f.codec),
+			grpc.MaxCallRecvMsgSize(f.maxMessageSize),
+			grpc.MaxCallSendMsgSize(f.maxMessageSize),
+		}
+	})
+	return f.callOpts
 }
 
 // callLog collects what the access log says of a call.
@@ -77,19 +95,17 @@ func (f *forwarder) forward(ss grpc.ServerStream, fullMethod string, call *callL
 	f.inFlight.Add(1)
 	defer f.inFlight.Add(-1)
 
-	// The backend call lives in a context derived from the client's, so the
-	// client's deadline and cancellation reach it; cancel also ends it when
-	// the proxy gives up on the call.
-	ctx, cancel := context.WithCancel(ss.Context())
-	defer cancel()
-	ctx = metadata.NewOutgoingContext(ctx, forwardMetadata(ss.Context()))
-	callOpts := []grpc.CallOption{
-		grpc.ForceCodecV2(f.codec),
-		grpc.MaxCallRecvMsgSize(f.maxMessageSize),
-		grpc.MaxCallSendMsgSize(f.maxMessageSize),
-	}
+	// The backend call lives in the client's context, so the client's
+	// deadline and cancellation reach it. gRPC cancels that context when
+	// the client's stream ends for any reason: when this handler returns,
+	// when the client resets the stream, and when ss.RecvMsg fails (it
+	// writes the status before returning), so the backend call needs no
+	// cancel of its own (which would cost a context and a cancel func per
+	// call).
+	ctx := metadata.NewOutgoingContext(ss.Context(), forwardMetadata(ss.Context()))
+	callOpts := f.callOptions()
 	if call != nil {
-		callOpts = append(callOpts, grpc.Peer(&call.backend))
+		callOpts = append(slices.Clip(callOpts), grpc.Peer(&call.backend))
 	}
 	cs, err := conn.NewStream(ctx, forwardedStreamDesc, fullMethod, callOpts...)
 	if err != nil {
@@ -97,37 +113,52 @@ func (f *forwarder) forward(ss grpc.ServerStream, fullMethod string, call *callL
 	}
 
 	// The request side runs on its own goroutine, owned by this call. It is
-	// not waited for: it may be blocked in ss.RecvMsg, which returns only
-	// once this handler has returned and gRPC has ended the server stream;
-	// it then ends at once.
-	var requestErr atomic.Pointer[error]
+	// waited for only once the client's stream has ended: before, it may be
+	// blocked in ss.RecvMsg, which returns only once this handler has
+	// returned and gRPC has ended the server stream; it then ends at once.
+	sides := new(callSides)
+	sides.done.Add(1)
 	go func() {
-		if err := f.forwardRequests(ss, cs, call); err != nil {
+		defer sides.done.Done()
+		if err := f.forwardRequests(ss, cs, &sides.request, call); err != nil {
 			if status.Code(err) == codes.ResourceExhausted {
 				f.logger.Warn("proxy: request refused: a message is larger than proxy.max_message_size",
 					"method", fullMethod, "max_message_size", f.maxMessageSize, "error", err)
 			}
-			// Store before cancelling: the response side reads it once the
-			// cancellation has ended the backend stream.
-			requestErr.Store(&err)
-			cancel()
+			sides.err = err
 		}
 	}()
-	err = f.forwardResponses(cs, ss, call)
-	if reqErr := requestErr.Load(); reqErr != nil {
-		return *reqErr
+	err = f.forwardResponses(cs, ss, &sides.response, call)
+	if ss.Context().Err() != nil {
+		// The client's stream has ended, so the request side is ending
+		// too; when it failed, its error is the call's status (gRPC has
+		// already sent it to the client): the response side only saw the
+		// backend call cancelled.
+		sides.done.Wait()
+		if sides.err != nil {
+			return sides.err
+		}
 	}
 	return err
+}
+
+// callSides is what the two sides of a call share, in one allocation:
+// each side's message would escape to the heap on its own.
+type callSides struct {
+	// done is the request side's end, err its error, set before done.
+	done sync.WaitGroup
+	err  error
+	// request and response are the messages in transit each way.
+	request, response frame
 }
 
 // forwardRequests copies client messages to the backend until the client
 // half-closes, then half-closes the backend stream. It returns an error
 // only when the call must end because of the client side: the response
 // side ends it otherwise.
-func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, call *callLog) error {
-	var msg frame
+func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, msg *frame, call *callLog) error {
 	for {
-		if err := ss.RecvMsg(&msg); err != nil {
+		if err := ss.RecvMsg(msg); err != nil {
 			if errors.Is(err, io.EOF) {
 				// CloseSend fails only when the stream is already done, which
 				// the response side reports.
@@ -141,7 +172,7 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, 
 		if call != nil {
 			call.bytesIn.Add(int64(msg.data.Len()))
 		}
-		if err := cs.SendMsg(&msg); err != nil {
+		if err := cs.SendMsg(msg); err != nil {
 			// The backend stream is over (io.EOF) or broken; the real
 			// status comes out of RecvMsg on the response side.
 			msg.free()
@@ -153,7 +184,7 @@ func (f *forwarder) forwardRequests(ss grpc.ServerStream, cs grpc.ClientStream, 
 // forwardResponses sends the backend's headers to the client as soon as
 // they arrive, then its messages, and returns its status with its trailers
 // set on the client stream.
-func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, call *callLog) error {
+func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream, msg *frame, call *callLog) error {
 	// Header blocks until the backend sends headers or ends the call. It
 	// returns nil for a trailers-only response: sending no headers keeps it
 	// trailers-only for the client too.
@@ -163,9 +194,8 @@ func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream,
 			return err
 		}
 	}
-	var msg frame
 	for {
-		if err := cs.RecvMsg(&msg); err != nil {
+		if err := cs.RecvMsg(msg); err != nil {
 			ss.SetTrailer(cs.Trailer())
 			if errors.Is(err, io.EOF) {
 				return nil
@@ -175,7 +205,7 @@ func (f *forwarder) forwardResponses(cs grpc.ClientStream, ss grpc.ServerStream,
 		if call != nil {
 			call.bytesOut.Add(int64(msg.data.Len()))
 		}
-		if err := ss.SendMsg(&msg); err != nil {
+		if err := ss.SendMsg(msg); err != nil {
 			msg.free()
 			return err
 		}
@@ -201,22 +231,34 @@ func (f *forwarder) responseError(err error) error {
 // client's, less the pseudo-headers and hop-by-hop headers, with the
 // client's address appended to x-forwarded-for.
 func forwardMetadata(ctx context.Context) metadata.MD {
-	in, _ := metadata.FromIncomingContext(ctx)
-	out := make(metadata.MD, len(in)+1)
-	for key, values := range in {
-		if forwardable(key) {
-			out[key] = values
+	// FromIncomingContext returns a copy, keys and values, that this call
+	// owns: it is edited in place rather than copied again.
+	md, _ := metadata.FromIncomingContext(ctx)
+	if md == nil {
+		md = make(metadata.MD, 1)
+	}
+	for key := range md {
+		if !forwardable(key) {
+			delete(md, key)
 		}
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		host := p.Addr.String()
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		// Clip: the values may share their array with the incoming metadata.
-		out["x-forwarded-for"] = append(slices.Clip(out["x-forwarded-for"]), host)
+		md["x-forwarded-for"] = append(md["x-forwarded-for"], clientHost(p.Addr))
 	}
-	return out
+	return md
+}
+
+// clientHost is the host part of a client's address, as x-forwarded-for
+// gives it.
+func clientHost(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.Zone == "" {
+		return tcp.IP.String() // one allocation fewer than String + SplitHostPort
+	}
+	host := addr.String()
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return host
 }
 
 // forwardable reports whether a request metadata key goes to the backend.

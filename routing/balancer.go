@@ -158,8 +158,8 @@ func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
 	c := p.selector.Select(info)
 	state := c.State
 	state.Started()
-	if picked, ok := info.Ctx.Value(pickedKey{}).(*picked); ok {
-		picked.state = state
+	if picked, ok := pickedFrom(info.Ctx); ok {
+		picked.state.Store(state)
 	}
 	start := time.Now()
 	return balancer.PickResult{

@@ -47,7 +47,11 @@ func (s *EndpointState) recordResult(err error) {
 		}
 	case codes.Canceled, codes.DeadlineExceeded:
 	default:
-		s.failures.Store(0)
+		// Load first: most calls succeed, and a store on every one would
+		// bounce the cache line between the CPUs making calls.
+		if s.failures.Load() != 0 {
+			s.failures.Store(0)
+		}
 		if s.ejections.Load() != 0 && !s.Ejected(time.Now()) {
 			s.ejections.Store(0)
 		}
