@@ -2,7 +2,10 @@ package routing
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -39,6 +42,9 @@ func (h *healthChecker) run(ctx context.Context) {
 				watch = false
 				continue
 			}
+			if errors.Is(err, errWatchAgain) {
+				continue
+			}
 		} else {
 			err = h.check(ctx, client)
 			if status.Code(err) == codes.Unimplemented {
@@ -58,33 +64,84 @@ func (h *healthChecker) run(ctx context.Context) {
 }
 
 // watch follows the Watch stream until it breaks, and returns why.
+//
+// A Watch says nothing when the backend hangs with its connection open (a
+// stopped process, a wedged server): no status comes, and the calls sent
+// to it wait for their deadlines. So while calls are in flight on the
+// endpoint, or it is unhealthy, watch also sends a Check every Interval:
+// an unanswered one counts as a failed check, and answered ones bring a
+// recovered endpoint back. An idle healthy endpoint costs no Check.
 func (h *healthChecker) watch(ctx context.Context, client healthpb.HealthClient) error {
+	ctx, cancel := context.WithCancel(ctx)
 	stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: h.name})
 	if err != nil {
+		cancel()
 		return err
 	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return err
-		}
-		switch resp.GetStatus() {
-		case healthpb.HealthCheckResponse_SERVING:
-			h.failures, h.successes = 0, h.cfg.HealthyThreshold
-			h.set(true, "SERVING")
-		case healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
-			if h.name != "" {
-				// Not known by name: follow the server's overall health.
-				h.name = ""
-				return h.watch(ctx, client)
+	updates := make(chan watchUpdate)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			resp, err := stream.Recv()
+			select {
+			case updates <- watchUpdate{resp, err}:
+			case <-ctx.Done():
+				return
 			}
-			h.failed("SERVICE_UNKNOWN")
-		default:
-			h.failures, h.successes = h.cfg.UnhealthyThreshold, 0
-			h.set(false, resp.GetStatus().String())
+			if err != nil {
+				return
+			}
+		}
+	})
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	ticker := time.NewTicker(h.cfg.Interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+			if h.state.InFlight() == 0 && h.state.Healthy() {
+				continue
+			}
+			if err := h.check(ctx, client); err != nil && ctx.Err() == nil {
+				h.failed("a health check while watching: " + err.Error())
+			}
+		case u := <-updates:
+			if u.err != nil {
+				return u.err
+			}
+			switch u.resp.GetStatus() {
+			case healthpb.HealthCheckResponse_SERVING:
+				h.failures, h.successes = 0, h.cfg.HealthyThreshold
+				h.set(true, "SERVING")
+			case healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
+				if h.name != "" {
+					// Not known by name: follow the server's overall health.
+					h.name = ""
+					return errWatchAgain
+				}
+				h.failed("SERVICE_UNKNOWN")
+			default:
+				h.failures, h.successes = h.cfg.UnhealthyThreshold, 0
+				h.set(false, u.resp.GetStatus().String())
+			}
 		}
 	}
 }
+
+// watchUpdate is what one Recv on a Watch stream returned.
+type watchUpdate struct {
+	resp *healthpb.HealthCheckResponse
+	err  error
+}
+
+// errWatchAgain asks run to open the Watch again at once, for another
+// health service name.
+var errWatchAgain = errors.New("routing: watch the server's overall health")
 
 // check polls once.
 func (h *healthChecker) check(ctx context.Context, client healthpb.HealthClient) error {

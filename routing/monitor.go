@@ -19,7 +19,9 @@ type HealthConfig struct {
 	// healthy (passive health still ejects failing ones). Default false.
 	Disabled bool `koanf:"disabled"`
 	// Interval is the time between polled checks, and before a broken
-	// Watch is opened again. Default 5s.
+	// Watch is opened again. While calls are in flight on a watched
+	// endpoint, a Check is also sent every Interval: a backend that hangs
+	// with its connection open changes nothing on its Watch. Default 5s.
 	Interval time.Duration `koanf:"interval"`
 	// Timeout bounds each polled check. Default 2s.
 	Timeout time.Duration `koanf:"timeout"`
