@@ -271,7 +271,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	proxyMetrics := admin.NewProxyMetrics()
 	s.metrics.MustRegister(proxyMetrics)
 	srv, err := proxy.NewServer(proxy.Options{
-		StatsHandler:   proxyMetrics,
+		ServerOptions:  proxyMetrics.ServerOptions(),
 		Config:         s.cfg.Proxy,
 		Router:         router,
 		Locator:        router,

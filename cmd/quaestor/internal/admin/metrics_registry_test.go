@@ -12,9 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/quaestor-go/quaestor/routing"
 	"github.com/quaestor-go/quaestor/supervisor"
@@ -65,11 +66,15 @@ func TestMetricsRegisterTogether(t *testing.T) {
 	eps[0].State.SetLoad(&routing.LoadReport{KnownLoadRate: 0.3, Utilization: 0.5, Time: time.Now()})
 
 	proxyMetrics := NewProxyMetrics()
-	ctx := proxyMetrics.TagRPC(context.Background(), &stats.RPCTagInfo{FullMethodName: "/svc.A/Get"})
-	begin := time.Now()
-	proxyMetrics.HandleRPC(ctx, &stats.Begin{BeginTime: begin})
-	proxyMetrics.HandleRPC(ctx, &stats.InPayload{})
-	proxyMetrics.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: begin.Add(time.Millisecond), Error: status.Error(codes.NotFound, "no")})
+	callCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	grpcSrv := grpc.NewServer(append(proxyMetrics.ServerOptions(), grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+		return status.Error(codes.NotFound, "no")
+	}))...)
+	err := dialLoopback(t, serve(t, grpcSrv)).Invoke(callCtx, "/svc.A/Get", &emptypb.Empty{}, &emptypb.Empty{})
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("calling /svc.A/Get: %v, want NotFound", err)
+	}
 
 	statuses := func() []supervisor.InstanceStatus {
 		return []supervisor.InstanceStatus{{Agent: "echo", State: supervisor.StateRunning, PID: 42, StartedAt: time.Now(), Registered: true}}
