@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,32 @@ func pickChaos[T any](short, long T) T {
 		return long
 	}
 	return short
+}
+
+// restartableAddr returns a loopback address that is free now, for a
+// server that the test stops and starts again on it. Its port lies below
+// the kernel's range of ephemeral ports: there, the source port of any
+// outgoing connection could take it while its server is down.
+func restartableAddr(t *testing.T) string {
+	t.Helper()
+	low := 32768 // Linux's default ip_local_port_range starts here
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
+	}
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 1024+rand.IntN(low-1024))
+		lis, err := net.Listen("tcp", addr)
+		if err == nil {
+			lis.Close()
+			return addr
+		}
+	}
+	t.Fatalf("no free port below %d", low)
+	return ""
 }
 
 // echoLoad makes paced Echo calls through a proxy from a few goroutines
@@ -191,13 +220,14 @@ func TestFaultRunEtcdRestart(t *testing.T) {
 	cycles := pickChaos(1, 3)
 	ctx, cancel := context.WithTimeout(t.Context(), pickChaos(90*time.Second, 5*time.Minute))
 	defer cancel()
-	etcdAddr, runAdmin := freeAddr(t), freeAddr(t)
+	// quaestor run restarts on the same ports.
+	etcdAddr, runAdmin := restartableAddr(t), restartableAddr(t)
 	runCfg := writeConfig(t, fmt.Sprintf(`
 proxy: {listen: %s, drain_timeout: 1s}
 admin: {listen: %s}
 etcd: {mode: embedded, dir: %s, client_url: "http://%s", peer_url: "http://%s"}
 registry: {lease_ttl: 2s}
-`, freeAddr(t), runAdmin, filepath.Join(t.TempDir(), "etcd"), etcdAddr, freeAddr(t)))
+`, restartableAddr(t), runAdmin, filepath.Join(t.TempDir(), "etcd"), etcdAddr, restartableAddr(t)))
 	proxyListen, proxyAdmin := freeAddr(t), freeAddr(t)
 	extCfg := writeConfig(t, fmt.Sprintf(`
 proxy: {listen: %s, drain_timeout: 1s}
@@ -241,7 +271,7 @@ registry: {lease_ttl: 2s}
 		_, err := examplev1.NewEchoClient(probe).Unary(ctx, &examplev1.EchoRequest{})
 		return err == nil
 	})
-	load := startEchoLoad(ctx, t, proxyListen, 2)
+	load := startEchoLoad(ctx, t, proxyListen, pickChaos(2, 4))
 	load.waitServing(ctx, t, "calls to reach the first worker", w1)
 	load.waitServing(ctx, t, "calls to reach the second worker", w2)
 

@@ -54,9 +54,10 @@ func startCluster(t *testing.T) *cluster {
 	var initial []string
 	for i := range 3 {
 		m := &member{
-			name:      fmt.Sprintf("m%d", i+1),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+			name: fmt.Sprintf("m%d", i+1),
+			// Members restart on their ports.
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
 			dir:       filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
 		}
 		c.members = append(c.members, m)

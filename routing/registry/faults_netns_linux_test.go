@@ -193,7 +193,10 @@ func (n *netnsLink) startFarMember(t *testing.T) string {
 // up on the connection; the lease expires in etcd, deleting the
 // registrations. When the link is back, discovery catches up, the
 // registrar writes the registrations again, and changes made then reach
-// the router.
+// the router. No call fails while cut off, nor after recovery; between
+// the two, discovery may learn that etcd deleted the registrations before
+// the registrar has written them again: calls fail with UNAVAILABLE for
+// that moment, counted and logged.
 func TestFaultEtcdPartitionNetns(t *testing.T) {
 	n := startNetnsLink(t)
 	cut := pick(20*time.Second, 45*time.Second) // > keepalive (10 s + 5 s) and > MinLeaseTTL
@@ -205,12 +208,16 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 	reg := newRegistrar(t, n.client(t, url), MinLeaseTTL)
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
-	load := startLoad(ctx, t, r, 2)
+	load := startLoad(ctx, t, r, pick(2, 4))
 	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
 
+	// recovering counts the calls failed between the link coming back and
+	// the router serving both backends again (see the doc comment).
+	var recovering int64
 	for cycle := range cycles {
 		lease, lost := reg.Lease(), reg.LeasesLost()
 		restarts := r.disc.Status().Restarts
+		failedBefore := load.failed.Load()
 		n.setLink(t, false)
 		cutAt := time.Now()
 		down := timeUntil(ctx, t, cutAt, map[string]func() bool{
@@ -221,11 +228,13 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 		if got := r.addrs(echoService); len(got) != 2 {
 			t.Fatalf("cut off from etcd, the table holds %v, want the last known two", got)
 		}
-		failedCut := load.failed.Load()
+		failedCut := load.failed.Load() - failedBefore
+		if failedCut != 0 {
+			t.Errorf("%d calls failed while cut off from etcd", failedCut)
+		}
 
 		n.setLink(t, true)
 		mended := time.Now()
-		t.Logf("link up at %s", mended.Format("15:04:05.000"))
 		back := timeUntil(ctx, t, mended, map[string]func() bool{
 			"discovery ready": func() bool { return r.disc.Status().Ready() },
 			"registrations back": func() bool {
@@ -234,22 +243,24 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 			},
 		})
 		waitTable(ctx, t, r, "a and b in the table again", 2)
-		t.Logf("cycle %d: cut for %s, after %v; %d calls failed while cut; after the link is back %v (watch restarts %d → %d); %d calls failed so far",
-			cycle+1, cut, down, failedCut, back, restarts, r.disc.Status().Restarts, load.failed.Load())
+		load.waitServing(ctx, t, "calls to reach a and b again", "a", "b")
+		failedRecovering := load.failed.Load() - failedBefore - failedCut
+		recovering += failedRecovering
+		t.Logf("cycle %d: cut for %s, after %v; %d calls failed while cut; after the link is back %v (watch restarts %d → %d); "+
+			"%d calls failed while the expired registrations were deleted and not yet written again",
+			cycle+1, cut, down, failedCut, back, restarts, r.disc.Status().Restarts, failedRecovering)
 	}
 
 	start := time.Now()
-	t.Logf("registering c at %s", start.Format("15:04:05.000"))
 	registerEchoes(ctx, t, reg, "c")
 	load.waitServing(ctx, t, "calls to reach c, registered after recovery", "c")
 	added := time.Since(start)
 	start = time.Now()
-	t.Logf("deregistering a at %s", start.Format("15:04:05.000"))
 	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
 		t.Fatal(err)
 	}
 	load.waitNotServing(ctx, t, "calls to leave a, deregistered after recovery", "a")
 	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	load.report(t)
+	load.reportAllowing(t, recovering)
 }

@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,6 +39,32 @@ func faultContext(t *testing.T, short, long time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), pick(short, long))
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// restartablePort returns a loopback port that is free now, for a server
+// that the test stops and starts again on it. It lies below the kernel's
+// range of ephemeral ports: there, the source port of any outgoing
+// connection could take it while its server is down.
+func restartablePort(t testing.TB) int {
+	t.Helper()
+	low := 32768 // Linux's default ip_local_port_range starts here
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
+	}
+	for range 100 {
+		port := 1024 + rand.IntN(low-1024)
+		lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			lis.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port below %d", low)
+	return 0
 }
 
 // hold keeps a fault in place for d while the load runs on.
@@ -150,6 +180,13 @@ func (l *steadyLoad) stop() {
 // failed.
 func (l *steadyLoad) report(t *testing.T) {
 	t.Helper()
+	l.reportAllowing(t, 0)
+}
+
+// reportAllowing is report for a test that expects up to allowed failed
+// calls, which it counted itself in a window where they are explained.
+func (l *steadyLoad) reportAllowing(t *testing.T, allowed int64) {
+	t.Helper()
 	l.stop()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -157,8 +194,8 @@ func (l *steadyLoad) report(t *testing.T) {
 	for _, w := range l.windows {
 		t.Logf("load: %d calls failed from %s for %s", w.failed, w.first.Format("15:04:05.000"), w.last.Sub(w.first).Round(time.Millisecond))
 	}
-	if n := l.failed.Load(); n != 0 {
-		t.Errorf("%d calls failed; first: %v", n, l.errs)
+	if n := l.failed.Load(); n > allowed {
+		t.Errorf("%d calls failed (%d expected); first: %v", n, allowed, l.errs)
 	}
 }
 
@@ -262,8 +299,8 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	ctx := faultContext(t, 90*time.Second, 5*time.Minute)
 	opts := EmbeddedOptions{
 		Dir:       filepath.Join(t.TempDir(), "etcd"),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
 		Logger:    quietLogger,
 	}
 	etcd, err := StartEmbedded(opts)
@@ -281,7 +318,7 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	reg := newRegistrar(t, newClient(t, opts.ClientURL), MinLeaseTTL)
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
-	load := startLoad(ctx, t, r, 2)
+	load := startLoad(ctx, t, r, pick(2, 4))
 	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
 
 	for cycle := range cycles {
@@ -348,7 +385,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 	reg := newRegistrar(t, newClient(t, c.endpoints...), MinLeaseTTL)
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
-	load := startLoad(ctx, t, r, 2)
+	load := startLoad(ctx, t, r, pick(2, 4))
 	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
 
 	for cycle := range cycles {
