@@ -13,6 +13,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -245,7 +246,7 @@ func (r *Registrar) keepLease() {
 		lease, alive, err := r.grant()
 		if err != nil {
 			r.opts.Logger.Warn("registry: cannot grant a lease; retrying", "error", err)
-			if !retry.wait(r.ctx) {
+			if !r.waitRetry(retry) {
 				return
 			}
 			continue
@@ -253,7 +254,7 @@ func (r *Registrar) keepLease() {
 		if err := r.putAll(lease); err != nil {
 			r.opts.Logger.Warn("registry: cannot write the instances; retrying with a new lease", "lease", fmt.Sprintf("%x", int64(lease)), "error", err)
 			r.revokeQuietly(lease)
-			if !retry.wait(r.ctx) {
+			if !r.waitRetry(retry) {
 				return
 			}
 			continue
@@ -268,10 +269,30 @@ func (r *Registrar) keepLease() {
 		r.leasesLost.Add(1)
 		r.opts.Logger.Warn("registry: lease lost; granting a new one and registering again",
 			"lease", fmt.Sprintf("%x", int64(lease)), "instances", len(r.Instances()))
-		if !retry.wait(r.ctx) {
+		if !r.waitRetry(retry) {
 			return
 		}
 	}
+}
+
+// waitRetry waits for the next step of retry, or less: until the client's
+// connection to etcd is up again after being down. etcd deletes the
+// instances of a lease that expired during an outage; every proxy then
+// drops them until they are written again, so that is done as soon as etcd
+// can be reached, not after a backoff grown during the outage. It reports
+// whether to go on.
+func (r *Registrar) waitRetry(retry *backoff) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, retry.next())
+	defer cancel()
+	conn := r.opts.Client.ActiveConnection()
+	state := conn.GetState()
+	for conn.WaitForStateChange(ctx, state) {
+		state = conn.GetState()
+		if state == connectivity.Ready {
+			break
+		}
+	}
+	return r.ctx.Err() == nil
 }
 
 func (r *Registrar) grant() (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, error) {
