@@ -289,12 +289,14 @@ func waitTable(ctx context.Context, t *testing.T, r *routed, what string, n int)
 // again on the same data directory and ports, as a restart of `quaestor
 // run` does, while calls go through a router fed by discovery. While etcd
 // is down, longer than the registrations' lease TTL, discovery reports the
-// gap and calls go on to the last known backends without one failing;
-// after the restart the registrar grants a new lease and writes its
-// instances again, and a backend registered or deregistered then reaches
-// the router.
+// gap, the registrar's keep-alives go unanswered, and calls go on to the
+// last known backends without one failing. After the restart the
+// registrations are there under the registrar's lease (etcd extends
+// leases on a restart, so the registrar keeps it; had it expired, it would
+// grant a new one and write its instances again), and a backend registered
+// or deregistered then reaches the router.
 func TestFaultEmbeddedEtcdRestart(t *testing.T) {
-	outage := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: the lease is lost
+	outage := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: keep-alives go unanswered
 	cycles := pick(1, 3)
 	ctx := faultContext(t, 90*time.Second, 5*time.Minute)
 	opts := EmbeddedOptions{
@@ -322,13 +324,13 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
 
 	for cycle := range cycles {
-		lease, lost := reg.Lease(), reg.LeasesLost()
+		lost := reg.LeasesLost()
 		etcd.Close()
 		etcd = nil
 		stopped := time.Now()
 		down := timeUntil(ctx, t, stopped, map[string]func() bool{
-			"gap reported": func() bool { return !r.disc.Status().Ready() },
-			"lease lost":   func() bool { return reg.LeasesLost() > lost },
+			"gap reported":   func() bool { return !r.disc.Status().Ready() },
+			"lease given up": func() bool { return reg.Lease() == 0 },
 		})
 		hold(ctx, t, outage-time.Since(stopped))
 		if got := r.addrs(echoService); len(got) != 2 {
@@ -344,12 +346,11 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 		back := timeUntil(ctx, t, restarted, map[string]func() bool{
 			"discovery ready": func() bool { return r.disc.Status().Ready() },
 			"registrations back": func() bool {
-				now := reg.Lease()
-				return now != lease && registeredUnder(ctx, client, now, keys...)
+				return registeredUnder(ctx, client, reg.Lease(), keys...)
 			},
 		})
-		t.Logf("cycle %d: etcd down for %s, after %v; %d calls failed while down; after the restart %v",
-			cycle+1, outage, down, failedDown, back)
+		t.Logf("cycle %d: etcd down for %s, after %v; %d calls failed while down; after the restart %v, leases granted again: %d",
+			cycle+1, outage, down, failedDown, back, reg.LeasesLost()-lost)
 	}
 
 	// Changes made after recovery reach the router.
@@ -371,11 +372,12 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 // against a real 3-member etcd cluster of separate processes, and takes it
 // down step by step: one member (the cluster keeps quorum: a registration
 // made then reaches the router), then a second (no quorum: discovery
-// reports the gap, the lease is lost, calls go on to the last known
-// backends), then brings both back: the registrations are written again
-// and changes made after recovery reach the router. No call fails.
+// reports the gap, keep-alives go unanswered, calls go on to the last
+// known backends), then brings both back: the registrations are there
+// under the registrar's lease, and changes made after recovery reach the
+// router. No call fails.
 func TestFaultClusterQuorumLoss(t *testing.T) {
-	noQuorum := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: the lease is lost
+	noQuorum := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: keep-alives go unanswered
 	oneDown := pick(time.Second, 5*time.Second)
 	cycles := pick(1, 3)
 	ctx := faultContext(t, 2*time.Minute, 8*time.Minute)
@@ -401,12 +403,12 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		hold(ctx, t, oneDown)
 
 		// Quorum lost.
-		lease, lost := reg.Lease(), reg.LeasesLost()
+		lost := reg.LeasesLost()
 		second.kill(t)
 		stopped := time.Now()
 		down := timeUntil(ctx, t, stopped, map[string]func() bool{
-			"gap reported": func() bool { return !r.disc.Status().Ready() },
-			"lease lost":   func() bool { return reg.LeasesLost() > lost },
+			"gap reported":   func() bool { return !r.disc.Status().Ready() },
+			"lease given up": func() bool { return reg.Lease() == 0 },
 		})
 		hold(ctx, t, noQuorum-time.Since(stopped))
 		if got := r.addrs(echoService); len(got) != 3 {
@@ -422,8 +424,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		back := timeUntil(ctx, t, restarted, map[string]func() bool{
 			"discovery ready": func() bool { return r.disc.Status().Ready() },
 			"registrations back": func() bool {
-				now := reg.Lease()
-				return now != lease && registeredUnder(ctx, client, now, all...)
+				return registeredUnder(ctx, client, reg.Lease(), all...)
 			},
 		})
 		start = time.Now()
@@ -431,8 +432,8 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		load.waitNotServing(ctx, t, "calls to leave a backend deregistered after recovery", extra)
-		t.Logf("cycle %d: no quorum for %s, after %v; %d calls failed so far; after recovery %v, a backend deregistered then left in %s",
-			cycle+1, noQuorum, down, failedDown, back, time.Since(start).Round(time.Millisecond))
+		t.Logf("cycle %d: no quorum for %s, after %v; %d calls failed so far; after recovery %v, leases granted again: %d; a backend deregistered then left in %s",
+			cycle+1, noQuorum, down, failedDown, back, reg.LeasesLost()-lost, time.Since(start).Round(time.Millisecond))
 	}
 	load.report(t)
 }
