@@ -242,7 +242,7 @@ registry: {lease_ttl: 2s}
 		return p
 	}
 	run := startRun()
-	start(t, "quaestor", "proxy", "-c", extCfg)
+	proxyProc, _ := start(t, "quaestor", "proxy", "-c", extCfg)
 	waitUntil(ctx, t, "quaestor proxy to be ready", func() bool { ok, _ := readyz(t, proxyAdmin); return ok })
 	etcdCfg := registry.DefaultEtcdConfig()
 	etcdCfg.Mode, etcdCfg.Endpoints = registry.ModeExternal, []string{"http://" + etcdAddr}
@@ -354,4 +354,10 @@ registry: {lease_ttl: 2s}
 	t.Logf("after recovery: a new worker served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(startAt).Round(time.Millisecond))
 	load.report(t)
+	if t.Failed() {
+		t.Logf("quaestor proxy's log:\n%s", proxyProc.stderr)
+		for worker, p := range registers {
+			t.Logf("quaestor register %s's log:\n%s", worker, p.stderr)
+		}
+	}
 }
