@@ -5,7 +5,7 @@ CONFIG  ?= configs/quaestor.yaml
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test fuzz bench proto lint clean
+.PHONY: all build run test chaos fuzz bench proto lint clean
 
 all: build
 
@@ -24,6 +24,12 @@ test:
 	@./.ci/ensure-chromium.sh || echo "make test: no chromium; the status page's browser test will be skipped"
 	$(GO) test -race -count=1 -timeout 9m ./...
 	$(MAKE) fuzz FUZZTIME=10000x
+
+# The long versions of the fault tests (TestFault... in every package):
+# faults held longer and repeated, more load, under the race detector.
+# About 15 minutes; the timeout is the hard bound.
+chaos:
+	CHAOS=1 $(GO) test -race -count=1 -run Fault -timeout 30m ./...
 
 # Fuzzes the config loader and the registry value decoder, each for
 # FUZZTIME: a count of runs (10000x) or a duration (1m). make test uses a

@@ -38,6 +38,39 @@ func (m *member) kill(t *testing.T) {
 	_ = m.cmd.Wait()
 }
 
+// cluster is a 3-member etcd cluster of separate processes.
+type cluster struct {
+	members   []*member
+	endpoints []string // the members' client URLs
+	initial   string   // the initial cluster, name=peerURL,...
+}
+
+// startCluster starts a 3-member cluster on loopback; its processes are
+// killed at the end of the test.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	c := &cluster{}
+	var initial []string
+	for i := range 3 {
+		m := &member{
+			name: fmt.Sprintf("m%d", i+1),
+			// Members restart on their ports.
+			clientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+			dir:       filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
+		}
+		c.members = append(c.members, m)
+		initial = append(initial, m.name+"="+m.peerURL)
+		c.endpoints = append(c.endpoints, m.clientURL)
+	}
+	c.initial = strings.Join(initial, ",")
+	for _, m := range c.members {
+		m.start(t, c.initial)
+	}
+	return c
+}
+
 // TestThreeMemberCluster runs quaestor's discovery and registration
 // against a real 3-member etcd cluster of separate processes: losing one
 // member changes nothing; losing all keeps routing on the last known
@@ -46,25 +79,9 @@ func TestThreeMemberCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three etcd processes")
 	}
-	dir := t.TempDir()
-	var members []*member
-	var cluster, endpoints []string
-	for i := range 3 {
-		m := &member{
-			name:      fmt.Sprintf("m%d", i+1),
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
-			dir:       filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
-		}
-		members = append(members, m)
-		cluster = append(cluster, m.name+"="+m.peerURL)
-		endpoints = append(endpoints, m.clientURL)
-	}
-	initialCluster := strings.Join(cluster, ",")
-	for _, m := range members {
-		m.start(t, initialCluster)
-	}
-	client := newClient(t, endpoints...)
+	cl := startCluster(t)
+	members := cl.members
+	client := newClient(t, cl.endpoints...)
 	ctx := testContext(t)
 	r := startRouted(t, client)
 	reg := newRegistrar(t, client, MinLeaseTTL)
@@ -109,7 +126,7 @@ func TestThreeMemberCluster(t *testing.T) {
 
 	// The cluster comes back: discovery catches up, c included.
 	for _, m := range members {
-		m.start(t, initialCluster)
+		m.start(t, cl.initial)
 	}
 	want = append(want, c)
 	slices.Sort(want)

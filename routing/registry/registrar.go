@@ -12,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -49,10 +51,12 @@ type RegistrarOptions struct {
 
 // Registrar keeps instances registered in etcd under one lease for the
 // whole process. The lease is kept alive at a third of its TTL (by the etcd
-// client); when it is lost (etcd restarted, a partition longer than the
-// TTL) a new one is granted and every instance is written again. Close
-// revokes the lease, which removes every instance at once; a process that
-// dies without Close is removed when its lease expires.
+// client). When etcd does not answer within the TTL (restarted, without
+// quorum, cut off), the registrar waits until it does: if etcd still holds
+// the lease it is kept; if it expired (its instances deleted), a new one is
+// granted and every instance is written again. Close revokes the lease,
+// which removes every instance at once; a process that dies without Close
+// is removed when its lease expires.
 type Registrar struct {
 	opts RegistrarOptions
 
@@ -245,7 +249,7 @@ func (r *Registrar) keepLease() {
 		lease, alive, err := r.grant()
 		if err != nil {
 			r.opts.Logger.Warn("registry: cannot grant a lease; retrying", "error", err)
-			if !retry.wait(r.ctx) {
+			if !r.waitRetry(retry) {
 				return
 			}
 			continue
@@ -253,25 +257,85 @@ func (r *Registrar) keepLease() {
 		if err := r.putAll(lease); err != nil {
 			r.opts.Logger.Warn("registry: cannot write the instances; retrying with a new lease", "lease", fmt.Sprintf("%x", int64(lease)), "error", err)
 			r.revokeQuietly(lease)
-			if !retry.wait(r.ctx) {
+			if !r.waitRetry(retry) {
 				return
 			}
 			continue
 		}
 		r.setLease(lease)
 		retry.reset()
-		r.keepAlive(lease, alive)
+		for alive != nil {
+			r.keepAlive(lease, alive)
+			if r.ctx.Err() != nil {
+				return
+			}
+			// No answer to the keep-alives within the TTL: etcd was away.
+			// It may still hold the lease (a new leader or a restarted
+			// member extends every lease by its TTL); then nothing was
+			// deleted and the lease is kept.
+			r.setLease(0)
+			if alive = r.revive(lease); alive != nil {
+				r.setLease(lease)
+				r.opts.Logger.Info("registry: etcd reachable again; lease kept", "lease", fmt.Sprintf("%x", int64(lease)))
+			}
+		}
 		if r.ctx.Err() != nil {
 			return
 		}
-		r.setLease(0)
 		r.leasesLost.Add(1)
 		r.opts.Logger.Warn("registry: lease lost; granting a new one and registering again",
 			"lease", fmt.Sprintf("%x", int64(lease)), "instances", len(r.Instances()))
-		if !retry.wait(r.ctx) {
+		if !r.waitRetry(retry) {
 			return
 		}
 	}
+}
+
+// revive waits until etcd answers whether it still holds lease, and keeps
+// the lease alive again if it does. It returns nil when the lease is gone
+// (expired in etcd: its instances were deleted) or the registrar stops.
+func (r *Registrar) revive(lease clientv3.LeaseID) <-chan *clientv3.LeaseKeepAliveResponse {
+	retry := newBackoff()
+	for {
+		ctx, cancel := context.WithTimeout(r.ctx, r.opts.RequestTimeout)
+		resp, err := r.opts.Client.KeepAliveOnce(ctx, lease)
+		cancel()
+		switch {
+		case r.ctx.Err() != nil:
+			return nil
+		case err == nil && resp.TTL > 0:
+			alive, err := r.opts.Client.KeepAlive(r.ctx, lease)
+			if err != nil {
+				return nil
+			}
+			return alive
+		case err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound):
+			return nil
+		}
+		if !r.waitRetry(retry) {
+			return nil
+		}
+	}
+}
+
+// waitRetry waits for the next step of retry, or less: until the client's
+// connection to etcd is up again after being down. etcd deletes the
+// instances of a lease that expired during an outage; every proxy then
+// drops them until they are written again, so that is done as soon as etcd
+// can be reached, not after a backoff grown during the outage. It reports
+// whether to go on.
+func (r *Registrar) waitRetry(retry *backoff) bool {
+	ctx, cancel := context.WithTimeout(r.ctx, retry.next())
+	defer cancel()
+	conn := r.opts.Client.ActiveConnection()
+	state := conn.GetState()
+	for conn.WaitForStateChange(ctx, state) {
+		state = conn.GetState()
+		if state == connectivity.Ready {
+			break
+		}
+	}
+	return r.ctx.Err() == nil
 }
 
 func (r *Registrar) grant() (clientv3.LeaseID, <-chan *clientv3.LeaseKeepAliveResponse, error) {

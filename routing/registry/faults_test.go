@@ -1,0 +1,439 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+)
+
+// The fault tests (TestFault...) run a short version in `make test`; with
+// CHAOS=1 (`make chaos`) they hold each fault longer, repeat it, and put
+// more load through the router.
+func chaos() bool { return os.Getenv("CHAOS") == "1" }
+
+// pick returns short, or long under CHAOS=1.
+func pick[T any](short, long T) T {
+	if chaos() {
+		return long
+	}
+	return short
+}
+
+// faultContext bounds a fault test: short, or long under CHAOS=1.
+func faultContext(t *testing.T, short, long time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), pick(short, long))
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// restartablePort returns a loopback port that is free now, for a server
+// that the test stops and starts again on it. It lies below the kernel's
+// range of ephemeral ports: there, the source port of any outgoing
+// connection could take it while its server is down.
+func restartablePort(t testing.TB) int {
+	t.Helper()
+	low := 32768 // Linux's default ip_local_port_range starts here
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				low = n
+			}
+		}
+	}
+	for range 100 {
+		port := 1024 + rand.IntN(low-1024)
+		lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			lis.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port below %d", low)
+	return 0
+}
+
+// hold keeps a fault in place for d while the load runs on.
+func hold(ctx context.Context, t *testing.T, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		t.Fatalf("test context ended while holding a fault: %v", ctx.Err())
+	case <-timer.C:
+	}
+}
+
+// steadyLoad makes Echo calls through a router from a few goroutines,
+// paced, until stopped or its context ends, and counts what failed.
+type steadyLoad struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	ok     atomic.Int64
+	failed atomic.Int64
+
+	mu     sync.Mutex
+	served map[string]int64 // calls answered, by server name
+	errs   []error          // the first failures, for the report
+	// windows are the spans of time in which calls failed, each at most
+	// a second from the next failure.
+	windows []failureWindow
+}
+
+// failureWindow is a span of time in which calls failed.
+type failureWindow struct {
+	first, last time.Time
+	failed      int
+}
+
+// loadPace spaces one worker's calls: steady load, not a benchmark, on a
+// machine shared with other tests.
+const loadPace = 2 * time.Millisecond
+
+func startLoad(ctx context.Context, t *testing.T, r *routed, workers int) *steadyLoad {
+	t.Helper()
+	cc, err := r.router.Conn(echoService)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo := examplev1.NewEchoClient(cc)
+	ctx, cancel := context.WithCancel(ctx)
+	l := &steadyLoad{cancel: cancel, served: map[string]int64{}}
+	for range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			tick := time.NewTicker(loadPace)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				callCtx, cancelCall := context.WithTimeout(ctx, 5*time.Second)
+				resp, err := echo.Unary(callCtx, &examplev1.EchoRequest{})
+				cancelCall()
+				if ctx.Err() != nil {
+					return // stopping: not a failure of the router
+				}
+				l.record(resp.GetServer(), err)
+			}
+		}()
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *steadyLoad) record(server string, err error) {
+	if err != nil {
+		now := time.Now()
+		l.failed.Add(1)
+		l.mu.Lock()
+		if len(l.errs) < 5 {
+			l.errs = append(l.errs, fmt.Errorf("%s: %w", now.Format("15:04:05.000"), err))
+		}
+		if n := len(l.windows); n > 0 && now.Sub(l.windows[n-1].last) < time.Second {
+			l.windows[n-1].last = now
+			l.windows[n-1].failed++
+		} else {
+			l.windows = append(l.windows, failureWindow{first: now, last: now, failed: 1})
+		}
+		l.mu.Unlock()
+		return
+	}
+	l.ok.Add(1)
+	l.mu.Lock()
+	l.served[server]++
+	l.mu.Unlock()
+}
+
+// servedBy returns how many calls the named server answered.
+func (l *steadyLoad) servedBy(server string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.served[server]
+}
+
+// stop ends the load and waits for its workers.
+func (l *steadyLoad) stop() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// report stops the load, logs its totals, and fails the test if any call
+// failed.
+func (l *steadyLoad) report(t *testing.T) {
+	t.Helper()
+	l.reportAllowing(t, 0)
+}
+
+// reportAllowing is report for a test that expects up to allowed failed
+// calls, which it counted itself in a window where they are explained.
+func (l *steadyLoad) reportAllowing(t *testing.T, allowed int64) {
+	t.Helper()
+	l.stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t.Logf("load: %d calls ok, %d failed; served %v", l.ok.Load(), l.failed.Load(), l.served)
+	for _, w := range l.windows {
+		t.Logf("load: %d calls failed from %s for %s", w.failed, w.first.Format("15:04:05.000"), w.last.Sub(w.first).Round(time.Millisecond))
+	}
+	if n := l.failed.Load(); n > allowed {
+		t.Errorf("%d calls failed (%d expected); first: %v", n, allowed, l.errs)
+	}
+}
+
+// waitServing waits until calls reach every named server afresh.
+func (l *steadyLoad) waitServing(ctx context.Context, t *testing.T, what string, servers ...string) {
+	t.Helper()
+	base := map[string]int64{}
+	for _, s := range servers {
+		base[s] = l.servedBy(s)
+	}
+	waitFor(ctx, t, what, func() bool {
+		for _, s := range servers {
+			if l.servedBy(s) == base[s] {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// waitNotServing waits until a run of calls reaches the other servers and
+// not the named one: once the router has let go of it.
+func (l *steadyLoad) waitNotServing(ctx context.Context, t *testing.T, what, server string) {
+	t.Helper()
+	const run = 100
+	gone, others := l.servedBy(server), l.ok.Load()
+	waitFor(ctx, t, what, func() bool {
+		if now := l.servedBy(server); now != gone {
+			gone, others = now, l.ok.Load()
+			return false
+		}
+		return l.ok.Load()-others >= run
+	})
+}
+
+// timeUntil waits until each condition holds, polling them together, and
+// returns how long after since each first held.
+func timeUntil(ctx context.Context, t *testing.T, since time.Time, conds map[string]func() bool) map[string]time.Duration {
+	t.Helper()
+	took := map[string]time.Duration{}
+	waitFor(ctx, t, fmt.Sprint(slices.Sorted(maps.Keys(conds))), func() bool {
+		for what, cond := range conds {
+			if _, done := took[what]; !done && cond() {
+				took[what] = time.Since(since).Round(time.Millisecond)
+			}
+		}
+		return len(took) == len(conds)
+	})
+	return took
+}
+
+// registeredUnder reports whether every key is in etcd under lease.
+func registeredUnder(ctx context.Context, client *clientv3.Client, lease clientv3.LeaseID, keys ...string) bool {
+	if lease == 0 {
+		return false
+	}
+	for _, key := range keys {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := client.Get(ctx, key)
+		cancel()
+		if err != nil || len(resp.Kvs) != 1 || clientv3.LeaseID(resp.Kvs[0].Lease) != lease {
+			return false
+		}
+	}
+	return true
+}
+
+func echoKey(id string) string { return InstanceKey(DefaultPrefix, DefaultScope, echoService, id) }
+
+// registerEchoes serves Echo under each name and registers it with that
+// id; it returns the keys.
+func registerEchoes(ctx context.Context, t *testing.T, reg *Registrar, names ...string) []string {
+	t.Helper()
+	var keys []string
+	for _, name := range names {
+		if err := reg.Register(ctx, Instance{Service: echoService, ID: name, Addr: startEcho(t, name)}); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, echoKey(name))
+	}
+	return keys
+}
+
+// waitTable waits until the table lists exactly n endpoints of Echo.
+func waitTable(ctx context.Context, t *testing.T, r *routed, what string, n int) {
+	t.Helper()
+	waitFor(ctx, t, what, func() bool { return len(r.addrs(echoService)) == n })
+}
+
+// TestFaultEmbeddedEtcdRestart stops the embedded etcd and starts it
+// again on the same data directory and ports, as a restart of `quaestor
+// run` does, while calls go through a router fed by discovery. While etcd
+// is down, longer than the registrations' lease TTL, discovery reports the
+// gap, the registrar's keep-alives go unanswered, and calls go on to the
+// last known backends without one failing. After the restart the
+// registrations are there under the registrar's lease (etcd extends
+// leases on a restart, so the registrar keeps it; had it expired, it would
+// grant a new one and write its instances again), and a backend registered
+// or deregistered then reaches the router.
+func TestFaultEmbeddedEtcdRestart(t *testing.T) {
+	outage := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: keep-alives go unanswered
+	cycles := pick(1, 3)
+	ctx := faultContext(t, 90*time.Second, 5*time.Minute)
+	opts := EmbeddedOptions{
+		Dir:       filepath.Join(t.TempDir(), "etcd"),
+		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+		Logger:    quietLogger,
+	}
+	etcd, err := StartEmbedded(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if etcd != nil {
+			etcd.Close()
+		}
+	})
+	client := newClient(t, opts.ClientURL)
+	r := startRouted(t, client)
+	// The registrar has its own client, as a separate process would.
+	reg := newRegistrar(t, newClient(t, opts.ClientURL), MinLeaseTTL)
+	keys := registerEchoes(ctx, t, reg, "a", "b")
+	waitTable(ctx, t, r, "a and b in the table", 2)
+	load := startLoad(ctx, t, r, pick(2, 4))
+	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
+
+	for cycle := range cycles {
+		lost := reg.LeasesLost()
+		etcd.Close()
+		etcd = nil
+		stopped := time.Now()
+		down := timeUntil(ctx, t, stopped, map[string]func() bool{
+			"gap reported":   func() bool { return !r.disc.Status().Ready() },
+			"lease given up": func() bool { return reg.Lease() == 0 },
+		})
+		hold(ctx, t, outage-time.Since(stopped))
+		if got := r.addrs(echoService); len(got) != 2 {
+			t.Fatalf("with etcd down the table holds %v, want the last known two", got)
+		}
+		failedDown := load.failed.Load()
+
+		etcd, err = StartEmbedded(opts)
+		if err != nil {
+			t.Fatalf("restarting etcd: %v", err)
+		}
+		restarted := time.Now()
+		back := timeUntil(ctx, t, restarted, map[string]func() bool{
+			"discovery ready": func() bool { return r.disc.Status().Ready() },
+			"registrations back": func() bool {
+				return registeredUnder(ctx, client, reg.Lease(), keys...)
+			},
+		})
+		t.Logf("cycle %d: etcd down for %s, after %v; %d calls failed while down; after the restart %v, leases granted again: %d",
+			cycle+1, outage, down, failedDown, back, reg.LeasesLost()-lost)
+	}
+
+	// Changes made after recovery reach the router.
+	start := time.Now()
+	registerEchoes(ctx, t, reg, "c")
+	load.waitServing(ctx, t, "calls to reach c, registered after the restart", "c")
+	added := time.Since(start)
+	start = time.Now()
+	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
+		t.Fatal(err)
+	}
+	load.waitNotServing(ctx, t, "calls to leave a, deregistered after the restart", "a")
+	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
+		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	load.report(t)
+}
+
+// TestFaultClusterQuorumLoss runs discovery, a registrar and steady calls
+// against a real 3-member etcd cluster of separate processes, and takes it
+// down step by step: one member (the cluster keeps quorum: a registration
+// made then reaches the router), then a second (no quorum: discovery
+// reports the gap, keep-alives go unanswered, calls go on to the last
+// known backends), then brings both back: the registrations are there
+// under the registrar's lease, and changes made after recovery reach the
+// router. No call fails.
+func TestFaultClusterQuorumLoss(t *testing.T) {
+	noQuorum := pick(3*time.Second, 15*time.Second) // > MinLeaseTTL: keep-alives go unanswered
+	oneDown := pick(time.Second, 5*time.Second)
+	cycles := pick(1, 3)
+	ctx := faultContext(t, 2*time.Minute, 8*time.Minute)
+	c := startCluster(t)
+	client := newClient(t, c.endpoints...)
+	r := startRouted(t, client)
+	reg := newRegistrar(t, newClient(t, c.endpoints...), MinLeaseTTL)
+	keys := registerEchoes(ctx, t, reg, "a", "b")
+	waitTable(ctx, t, r, "a and b in the table", 2)
+	load := startLoad(ctx, t, r, pick(2, 4))
+	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
+
+	for cycle := range cycles {
+		first, second := c.members[cycle%3], c.members[(cycle+1)%3]
+
+		// One member lost: the cluster keeps quorum; changes go on.
+		first.kill(t)
+		extra := fmt.Sprintf("x%d", cycle+1)
+		start := time.Now()
+		extraKeys := registerEchoes(ctx, t, reg, extra)
+		load.waitServing(ctx, t, "calls to reach a backend registered with one member down", extra)
+		t.Logf("cycle %d: %s down: a new backend served in %s", cycle+1, first.name, time.Since(start).Round(time.Millisecond))
+		hold(ctx, t, oneDown)
+
+		// Quorum lost.
+		lost := reg.LeasesLost()
+		second.kill(t)
+		stopped := time.Now()
+		down := timeUntil(ctx, t, stopped, map[string]func() bool{
+			"gap reported":   func() bool { return !r.disc.Status().Ready() },
+			"lease given up": func() bool { return reg.Lease() == 0 },
+		})
+		hold(ctx, t, noQuorum-time.Since(stopped))
+		if got := r.addrs(echoService); len(got) != 3 {
+			t.Fatalf("without quorum the table holds %v, want the last known three", got)
+		}
+		failedDown := load.failed.Load()
+
+		// Both back.
+		first.start(t, c.initial)
+		second.start(t, c.initial)
+		restarted := time.Now()
+		all := append(slices.Clone(keys), extraKeys...)
+		back := timeUntil(ctx, t, restarted, map[string]func() bool{
+			"discovery ready": func() bool { return r.disc.Status().Ready() },
+			"registrations back": func() bool {
+				return registeredUnder(ctx, client, reg.Lease(), all...)
+			},
+		})
+		start = time.Now()
+		if err := reg.Deregister(ctx, echoService, extra); err != nil {
+			t.Fatal(err)
+		}
+		load.waitNotServing(ctx, t, "calls to leave a backend deregistered after recovery", extra)
+		t.Logf("cycle %d: no quorum for %s, after %v; %d calls failed so far; after recovery %v, leases granted again: %d; a backend deregistered then left in %s",
+			cycle+1, noQuorum, down, failedDown, back, reg.LeasesLost()-lost, time.Since(start).Round(time.Millisecond))
+	}
+	load.report(t)
+}
