@@ -1,0 +1,123 @@
+//go:build linux
+
+package main
+
+import (
+	"math"
+	"os"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	// The soak re-executes its own binary, here the test binary, as a
+	// backend.
+	if isBackend() {
+		os.Exit(runBackend(os.Stdout, os.Stderr))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+func TestLeastSquares(t *testing.T) {
+	tests := []struct {
+		name             string
+		xs, ys           []float64
+		slope, intercept float64
+	}{
+		{"line", []float64{0, 1, 2, 3}, []float64{1, 3, 5, 7}, 2, 1},
+		{"flat", []float64{0, 1, 2}, []float64{4, 4, 4}, 0, 4},
+		{"falling", []float64{1, 2, 3}, []float64{3, 2, 1}, -1, 4},
+		// Noise symmetric about y = 10 + 0.5x leaves the fit on it.
+		{"noisy", []float64{0, 1, 2, 3}, []float64{11, 9.5, 10, 12.5}, 0.5, 10},
+		{"one x", []float64{2, 2}, []float64{1, 3}, 0, 2},
+		{"too few", []float64{1}, []float64{1}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			slope, intercept := leastSquares(tt.xs, tt.ys)
+			if math.Abs(slope-tt.slope) > 1e-9 || math.Abs(intercept-tt.intercept) > 1e-9 {
+				t.Errorf("leastSquares = %v, %v; want %v, %v", slope, intercept, tt.slope, tt.intercept)
+			}
+		})
+	}
+}
+
+func TestMedian(t *testing.T) {
+	if got := median([]float64{3, 1, 2}); got != 2 {
+		t.Errorf("median of 3 1 2 = %v", got)
+	}
+	if got := median([]float64{4, 1, 3, 2}); got != 2.5 {
+		t.Errorf("median of 4 1 3 2 = %v", got)
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median of nothing = %v, want NaN", got)
+	}
+}
+
+func TestCheckTrend(t *testing.T) {
+	minutes := []float64{2, 3, 4, 5, 6, 7, 8, 9, 10}
+	tol := tolerance{rel: 0.1, abs: 5} // 15 allowed at a level of 100
+	tests := []struct {
+		name string
+		ys   []float64
+		flat bool
+	}{
+		{"flat", []float64{100, 100, 100, 100, 100, 100, 100, 100, 100}, true},
+		{"noise within the tolerance", []float64{100, 110, 95, 105, 98, 112, 101, 96, 104}, true},
+		{"falling", []float64{100, 95, 90, 85, 80, 75, 70, 65, 60}, true},
+		// 2.5 a minute: 20 over the window, more than 15.
+		{"steady leak", []float64{100, 102.5, 105, 107.5, 110, 112.5, 115, 117.5, 120}, false},
+		// The fit over the window rises 12.5, within 15, but the end is
+		// 20 above the start.
+		{"jump at the end", []float64{100, 100, 100, 100, 100, 100, 120, 120, 120}, false},
+		// One spike does not move the medians, and the fit stays within.
+		{"one spike", []float64{100, 100, 100, 100, 160, 100, 100, 100, 100}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := checkTrend("x", minutes, tt.ys, tol)
+			if got.flat != tt.flat {
+				t.Errorf("flat = %v, want %v (%+v)", got.flat, tt.flat, got)
+			}
+			if !got.flat && got.reason == "" {
+				t.Error("not flat without a reason")
+			}
+		})
+	}
+	if got := checkTrend("x", minutes[:5], make([]float64, 5), tol); got.flat || got.reason == "" {
+		t.Errorf("5 samples: %+v, want not flat with a reason", got)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP go_goroutines Number of goroutines that currently exist.
+# TYPE go_goroutines gauge
+go_goroutines 187
+go_memstats_heap_inuse_bytes 1.1526144e+07
+quaestor_proxy_requests_total{code="OK",method="Unary",service="quaestor.example.v1.Echo"} 19503
+quaestor_proxy_requests_total{code="OK",method="ServerStream",service="quaestor.example.v1.Echo"} 5
+quaestor_proxy_requests_total{code="Unavailable",method="Unary",service="quaestor.example.v1.Echo"} 7
+quaestor_proxy_request_duration_seconds_count{method="Unary",service="quaestor.example.v1.Echo"} 19510
+`
+	got := parseMetrics(text)
+	want := proxyMetrics{
+		goroutines: 187, heapInuse: 11526144, hasGoroutines: true, hasHeap: true,
+		requests: 19515, errors: 7,
+		requestsByCode: map[string]float64{"OK": 19508, "Unavailable": 7},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(proxyMetrics{})); diff != "" {
+		t.Errorf("parseMetrics (-want +got):\n%s", diff)
+	}
+}
+
+func TestReadRSS(t *testing.T) {
+	rss, err := readRSS(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss < 1<<20 {
+		t.Errorf("RSS of this test = %v bytes, want at least 1 MiB", rss)
+	}
+}
