@@ -206,7 +206,7 @@ func (p *pool) act(ctx context.Context, action string, now time.Time) error {
 	if victim != nil && action != actionAdd && action != actionSkipped {
 		detail = victim.id + " " + victim.addr
 	}
-	p.opts.events.add("churn", action, detail)
+	p.opts.events.addAt(now, "churn", action, detail)
 	return nil
 }
 

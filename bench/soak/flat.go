@@ -75,10 +75,11 @@ type trend struct {
 	// over the whole window.
 	slopePerMinute, fittedRise float64
 	allowed                    float64
-	// flat is false when the fitted rise or last-first exceeds allowed;
-	// reason then says which.
-	flat   bool
-	reason string
+	// checked is false when there were too few samples; flat is false
+	// when the fitted rise or last-first exceeds allowed. reason says why
+	// either is false.
+	checked, flat bool
+	reason        string
 }
 
 // checkTrend fits ys over minutes (both after warm-up) and compares the rise
@@ -89,6 +90,7 @@ func checkTrend(name string, minutes, ys []float64, tol tolerance) trend {
 		t.reason = fmt.Sprintf("%d samples after warm-up; the check needs %d", len(ys), 2*edgeSamples)
 		return t
 	}
+	t.checked = true
 	t.first = median(ys[:edgeSamples])
 	t.last = median(ys[len(ys)-edgeSamples:])
 	t.slopePerMinute, _ = leastSquares(minutes, ys)

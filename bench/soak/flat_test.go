@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -81,13 +82,16 @@ func TestCheckTrend(t *testing.T) {
 			if got.flat != tt.flat {
 				t.Errorf("flat = %v, want %v (%+v)", got.flat, tt.flat, got)
 			}
+			if !got.checked {
+				t.Errorf("not checked: %s", got.reason)
+			}
 			if !got.flat && got.reason == "" {
 				t.Error("not flat without a reason")
 			}
 		})
 	}
-	if got := checkTrend("x", minutes[:5], make([]float64, 5), tol); got.flat || got.reason == "" {
-		t.Errorf("5 samples: %+v, want not flat with a reason", got)
+	if got := checkTrend("x", minutes[:5], make([]float64, 5), tol); got.checked || got.flat || got.reason == "" {
+		t.Errorf("5 samples: %+v, want not checked, with a reason", got)
 	}
 }
 
@@ -119,5 +123,30 @@ func TestReadRSS(t *testing.T) {
 	}
 	if rss < 1<<20 {
 		t.Errorf("RSS of this test = %v bytes, want at least 1 MiB", rss)
+	}
+}
+
+func TestAttributeFailures(t *testing.T) {
+	start := time.Now()
+	at := func(s float64) time.Time { return start.Add(time.Duration(s * float64(time.Second))) }
+	var l eventLog
+	l.addAt(at(1), "churn", actionKill, "backend-01")
+	l.addAt(at(1.01), "unary", "Unavailable", "reset")
+	l.addAt(at(1.02), "stream", "Unavailable", "reset")
+	l.addAt(at(2), "churn", "serving again", "backend-02") // not a cause
+	l.addAt(at(2.5), "unary", "Unavailable", "reset")
+	l.addAt(at(9), "unary", "DeadlineExceeded", "slow")
+	// Logged out of order: the stop's event is logged before the failure
+	// it caused was, but with an earlier time.
+	l.addAt(at(20.1), "stream", "Unavailable", "goaway")
+	l.addAt(at(20), "churn", actionStop, "backend-03")
+	got := l.attribute(3 * time.Second)
+	want := map[string]map[string]int{
+		actionKill: {"unary": 2, "stream": 1},
+		causeNone:  {"unary": 1},
+		actionStop: {"stream": 1},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("attribute (-want +got):\n%s", diff)
 	}
 }

@@ -127,7 +127,15 @@ func runLoad(ctx context.Context, opts loadOptions, stats *loadStats) error {
 		client := examplev1.NewEchoClient(conns[i%len(conns)])
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				stats.streams.recordUnless(ctx, streamCall(ctx, client, opts, stats))
+				err := streamCall(ctx, client, opts, stats)
+				stats.streams.recordUnless(ctx, err)
+				if err != nil {
+					// A stream that fails at once (no backend) must not spin.
+					select {
+					case <-ctx.Done():
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
 			}
 		})
 	}

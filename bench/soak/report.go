@@ -168,6 +168,10 @@ func summarize(res *result) string {
 		if t.name != "goroutines" {
 			unit, scale = " MiB", 1<<20
 		}
+		if !t.checked {
+			fmt.Fprintf(&b, "| %s | | | | | | not checked: %s |\n", t.name, t.reason)
+			continue
+		}
 		verdict := "yes"
 		if !t.flat {
 			verdict = "**no**: " + t.reason
@@ -193,6 +197,13 @@ func summarize(res *result) string {
 	}
 	fmt.Fprintf(&b, "Server streams: %d ended, %d responses received.\n\n", streams, res.streamMsg)
 	writeCodes(&b, "server streams", res.streams, res.streamsEx)
+	if len(res.causes) > 0 {
+		b.WriteString("| failed calls, by the churn action just before them | unary | streams |\n|---|---:|---:|\n")
+		for _, cause := range slices.Sorted(maps.Keys(res.causes)) {
+			fmt.Fprintf(&b, "| %s | %d | %d |\n", cause, res.causes[cause]["unary"], res.causes[cause]["stream"])
+		}
+		b.WriteString("\nEvery churn action and failed call, timed, is in events.csv.\n\n")
+	}
 	if len(res.metrics.requestsByCode) > 0 {
 		b.WriteString("Proxy's own count (quaestor_proxy_requests_total, every method, at the last sample): ")
 		var parts []string
