@@ -53,8 +53,10 @@ func writeChart(path string, samples []sample, warmup time.Duration) error {
 			{"unary calls", func(i int) float64 { return rateAt(i).calls }, blue},
 			{"failed calls", func(i int) float64 { return rateAt(i).failures }, red},
 		}},
-		{"backends", "processes", []series{
-			{"backends running", func(i int) float64 { return float64(samples[i].live) }, grey},
+		{"backends", "instances", []series{
+			{"backend processes running", func(i int) float64 { return float64(samples[i].live) }, grey},
+			{"endpoints in the proxy's table", func(i int) float64 { return samples[i].endpoints }, blue},
+			{"of which healthy", func(i int) float64 { return samples[i].healthy }, green},
 		}},
 	}
 	plots := make([][]*plot.Plot, len(panels))

@@ -5,6 +5,7 @@ package main
 import (
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,12 +105,19 @@ quaestor_proxy_requests_total{code="OK",method="Unary",service="quaestor.example
 quaestor_proxy_requests_total{code="OK",method="ServerStream",service="quaestor.example.v1.Echo"} 5
 quaestor_proxy_requests_total{code="Unavailable",method="Unary",service="quaestor.example.v1.Echo"} 7
 quaestor_proxy_request_duration_seconds_count{method="Unary",service="quaestor.example.v1.Echo"} 19510
+quaestor_endpoint_healthy{addr="127.0.0.1:1",service="quaestor.example.v1.Echo"} 1
+quaestor_endpoint_healthy{addr="127.0.0.1:2",service="quaestor.example.v1.Echo"} 0
+quaestor_endpoint_healthy{addr="127.0.0.1:3",service="quaestor.example.v1.Echo"} 1
+quaestor_endpoint_healthy{addr="127.0.0.1:5150",service="Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc"} 1
+quaestor_proxy_in_flight{method="Unary",service="quaestor.example.v1.Echo"} 3
+quaestor_proxy_in_flight{method="ServerStream",service="quaestor.example.v1.Echo"} 2
 `
 	got := parseMetrics(text)
 	want := proxyMetrics{
 		goroutines: 187, heapInuse: 11526144, hasGoroutines: true, hasHeap: true,
 		requests: 19515, errors: 7,
 		requestsByCode: map[string]float64{"OK": 19508, "Unavailable": 7},
+		endpoints:      3, healthy: 2, inFlight: 5,
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(proxyMetrics{})); diff != "" {
 		t.Errorf("parseMetrics (-want +got):\n%s", diff)
@@ -148,5 +156,29 @@ func TestAttributeFailures(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("attribute (-want +got):\n%s", diff)
+	}
+}
+
+func TestGrownStacks(t *testing.T) {
+	warm := `goroutine profile: total 5
+3 @ 0x1 0x2 0x3
+#	0x1	runtime.gopark+0x10	/x/proc.go:1
+#	0x2	google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run+0xfc	/y.go:114
+
+2 @ 0x1 0x4
+#	0x1	runtime.gopark+0x10	/x/proc.go:1
+#	0x4	main.idle+0x1	/z.go:1
+`
+	end := strings.Replace(warm, "3 @ 0x1 0x2 0x3", "9 @ 0x1 0x2 0x3", 1) + `
+1 @ 0x5
+#	0x5	main.newOne+0x1	/z.go:2
+`
+	got := grownStacks(parseGoroutines(warm), parseGoroutines(end), 5)
+	want := []stackCount{
+		{stack: "google.golang.org/grpc/internal/grpcsync.(*CallbackSerializer).run", warm: 3, end: 9},
+		{stack: "main.newOne", warm: 0, end: 1},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(stackCount{})); diff != "" {
+		t.Errorf("grownStacks (-want +got):\n%s", diff)
 	}
 }

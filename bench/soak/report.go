@@ -128,7 +128,7 @@ func writeCSV(path string, samples []sample) error {
 	w := csv.NewWriter(f)
 	_ = w.Write([]string{"elapsed_s", "rss_bytes", "heap_inuse_bytes", "goroutines", "backends_live",
 		"calls_per_s", "failed_per_s", "skipped_per_s", "stream_messages_per_s", "proxy_requests_per_s", "proxy_errors_per_s",
-		"calls_total", "failed_total"})
+		"calls_total", "failed_total", "proxy_endpoints", "proxy_endpoints_healthy", "proxy_in_flight"})
 	format := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	for i, s := range samples {
 		var r rates
@@ -139,6 +139,7 @@ func writeCSV(path string, samples []sample) error {
 			format(s.elapsed.Seconds()), format(s.rssBytes), format(s.heapInuse), format(s.goroutines), strconv.Itoa(s.live),
 			format(r.calls), format(r.failures), format(r.skipped), format(r.streamMessages), format(r.proxyRequests), format(r.proxyErrors),
 			strconv.FormatInt(s.clientCalls, 10), strconv.FormatInt(s.clientFailures, 10),
+			format(s.endpoints), format(s.healthy), format(s.inFlight),
 		})
 	}
 	w.Flush()
@@ -197,6 +198,17 @@ func summarize(res *result) string {
 	}
 	fmt.Fprintf(&b, "Server streams: %d ended, %d responses received.\n\n", streams, res.streamMsg)
 	writeCodes(&b, "server streams", res.streams, res.streamsEx)
+	if res.profiled {
+		if len(res.grown) == 0 {
+			b.WriteString("No goroutine stack of the proxy has more goroutines at the end than after warm-up (goroutines-warm.txt, goroutines-end.txt).\n\n")
+		} else {
+			b.WriteString("Goroutine stacks of the proxy with more goroutines at the end than after warm-up (one profile each, so calls in flight show as noise; goroutines-warm.txt, goroutines-end.txt):\n\n| stack (where it waits ← how it started) | after warm-up | end |\n|---|---:|---:|\n")
+			for _, g := range res.grown {
+				fmt.Fprintf(&b, "| `%s` | %d | %d |\n", g.stack, g.warm, g.end)
+			}
+			b.WriteString("\n")
+		}
+	}
 	if len(res.causes) > 0 {
 		b.WriteString("| failed calls, by the churn action just before them | unary | streams |\n|---|---:|---:|\n")
 		for _, cause := range slices.Sorted(maps.Keys(res.causes)) {

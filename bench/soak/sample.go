@@ -29,6 +29,10 @@ type sample struct {
 	streamMessages int64
 	proxyRequests  float64 // sum of quaestor_proxy_requests_total
 	proxyErrors    float64 // the same, code other than OK
+	// endpoints and healthy are the Echo endpoints in the proxy's table
+	// and those of them health-checked SERVING; inFlight the calls the
+	// proxy forwards now (quaestor_proxy_in_flight).
+	endpoints, healthy, inFlight float64
 }
 
 // proxyMetrics are the series the sampler reads from the admin /metrics.
@@ -37,6 +41,9 @@ type proxyMetrics struct {
 	requests, errors       float64
 	hasGoroutines, hasHeap bool
 	requestsByCode         map[string]float64
+	// endpoints and healthy count the Echo endpoints (series of
+	// quaestor_endpoint_healthy); inFlight sums quaestor_proxy_in_flight.
+	endpoints, healthy, inFlight float64
 }
 
 // parseMetrics reads the Prometheus text exposition.
@@ -62,6 +69,13 @@ func parseMetrics(text string) proxyMetrics {
 			m.goroutines, m.hasGoroutines = value, true
 		case "go_memstats_heap_inuse_bytes":
 			m.heapInuse, m.hasHeap = value, true
+		case "quaestor_endpoint_healthy":
+			if labelValue(labels, "service") == echoService {
+				m.endpoints++
+				m.healthy += value
+			}
+		case "quaestor_proxy_in_flight":
+			m.inFlight += value
 		case "quaestor_proxy_requests_total":
 			code := labelValue(labels, "code")
 			m.requestsByCode[code] += value
@@ -140,5 +154,8 @@ func takeSample(ctx context.Context, q *quaestorProc, elapsed time.Duration, sta
 		streamMessages: stats.streamMessages.Load(),
 		proxyRequests:  m.requests,
 		proxyErrors:    m.errors,
+		endpoints:      m.endpoints,
+		healthy:        m.healthy,
+		inFlight:       m.inFlight,
 	}, m, nil
 }

@@ -94,7 +94,11 @@ type result struct {
 	// causes counts the failed calls by the churn action just before
 	// them, and kind.
 	causes map[string]map[string]int
-	trends []trend
+	// grown are the goroutine stacks with more goroutines at the end than
+	// after warm-up; profiled tells whether both profiles were taken.
+	grown    []stackCount
+	profiled bool
+	trends   []trend
 	// proxyDied is set when quaestor exited before the soak stopped it;
 	// stopErr is what its stop returned.
 	proxyDied error
@@ -185,6 +189,12 @@ func soak(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error)
 
 	// The end state, before anything stops.
 	saveProfiles(context.Background(), q, cfg.out, "end", stderr)
+	warmProfile, errWarm := os.ReadFile(filepath.Join(cfg.out, "goroutines-warm.txt"))
+	endProfile, errEnd := os.ReadFile(filepath.Join(cfg.out, "goroutines-end.txt"))
+	if errWarm == nil && errEnd == nil {
+		res.grown = grownStacks(parseGoroutines(string(warmProfile)), parseGoroutines(string(endProfile)), 8)
+		res.profiled = true
+	}
 	res.unary, res.unaryEx = codeNames(stats.unary.snapshot())
 	res.streams, res.streamsEx = codeNames(stats.streams.snapshot())
 	res.skipped = stats.skipped.Load()
@@ -249,8 +259,8 @@ func sampleUntil(ctx context.Context, cancel context.CancelFunc, cfg config, q *
 		case err == nil:
 			res.samples = append(res.samples, s)
 			res.metrics = m
-			fmt.Fprintf(stderr, "soak: %6s rss %6.1f MiB heap %6.1f MiB goroutines %4.0f backends %2d calls %d failed %d\n",
-				s.elapsed.Round(time.Second), s.rssBytes/(1<<20), s.heapInuse/(1<<20), s.goroutines, s.live, s.clientCalls, s.clientFailures)
+			fmt.Fprintf(stderr, "soak: %6s rss %6.1f MiB heap %6.1f MiB goroutines %4.0f in flight %3.0f backends %2d endpoints %2.0f healthy %2.0f calls %d failed %d\n",
+				s.elapsed.Round(time.Second), s.rssBytes/(1<<20), s.heapInuse/(1<<20), s.goroutines, s.inFlight, s.live, s.endpoints, s.healthy, s.clientCalls, s.clientFailures)
 			if !m.hasGoroutines || !m.hasHeap {
 				return errors.New("the admin /metrics has no go_goroutines or go_memstats_heap_inuse_bytes: is the Go collector registered?")
 			}

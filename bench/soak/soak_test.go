@@ -23,7 +23,7 @@ func TestSoakShort(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr strings.Builder
 	err := run(ctx, []string{
-		"-duration", "10s", "-warmup", "3s", "-sample", "1s", "-churn", "1s",
+		"-duration", "8s", "-warmup", "2s", "-sample", "1s", "-churn", "1s",
 		"-rate", "100", "-callers", "8", "-conns", "2", "-streams", "2",
 		"-check=false", "-out", out,
 	}, &stdout, &stderr)
