@@ -27,6 +27,9 @@ var (
 	green  = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 	red    = color.RGBA{R: 214, G: 39, B: 40, A: 255}
 	grey   = color.RGBA{R: 128, G: 128, B: 128, A: 255}
+
+	lightOrange = color.RGBA{R: 255, G: 187, B: 120, A: 255}
+	lightGreen  = color.RGBA{R: 152, G: 223, B: 138, A: 255}
 )
 
 // writeChart draws the proxy's memory, goroutines, and the load and
@@ -44,10 +47,12 @@ func writeChart(path string, samples []sample, warmup time.Duration) error {
 	}{
 		{"proxy memory", "MiB", []series{
 			{"RSS", func(i int) float64 { return samples[i].rssBytes / (1 << 20) }, blue},
-			{"heap in use", func(i int) float64 { return samples[i].heapInuse / (1 << 20) }, orange},
+			{"heap in use, lowest of the sample's reads", func(i int) float64 { return samples[i].heapInuse / (1 << 20) }, orange},
+			{"heap in use, highest", func(i int) float64 { return samples[i].heapInuseMax / (1 << 20) }, lightOrange},
 		}},
 		{"proxy goroutines", "goroutines", []series{
-			{"goroutines", func(i int) float64 { return samples[i].goroutines }, green},
+			{"lowest of the sample's reads", func(i int) float64 { return samples[i].goroutines }, green},
+			{"highest (calls in flight)", func(i int) float64 { return samples[i].goroutinesMax }, lightGreen},
 		}},
 		{"load", "per second", []series{
 			{"unary calls", func(i int) float64 { return rateAt(i).calls }, blue},

@@ -47,23 +47,10 @@ func parseGoroutines(text string) map[string]int {
 	return counts
 }
 
-// describeStack names a stack by its innermost frame outside the runtime
-// and the standard library's plumbing, and its outermost frame.
-func describeStack(funcs []string) string {
-	inner := funcs[0]
-	for _, f := range funcs {
-		if !strings.HasPrefix(f, "runtime.") && !strings.HasPrefix(f, "internal/") && !strings.HasPrefix(f, "sync.") &&
-			!strings.HasPrefix(f, "net.") && !strings.HasPrefix(f, "io.") && !strings.HasPrefix(f, "bufio.") {
-			inner = f
-			break
-		}
-	}
-	outer := funcs[len(funcs)-1]
-	if outer == inner {
-		return inner
-	}
-	return inner + " ← " + outer
-}
+// describeStack names a stack by its outermost frame, the function the
+// goroutine runs: the frames inside move as it works (a loopy writer waits
+// or writes), while a leak piles up goroutines started by one function.
+func describeStack(funcs []string) string { return funcs[len(funcs)-1] }
 
 // grownStacks returns the stacks with more goroutines at the end than at
 // warm-up, most grown first, at most limit.

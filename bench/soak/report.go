@@ -126,9 +126,10 @@ func writeCSV(path string, samples []sample) error {
 		return err
 	}
 	w := csv.NewWriter(f)
-	_ = w.Write([]string{"elapsed_s", "rss_bytes", "heap_inuse_bytes", "goroutines", "backends_live",
+	_ = w.Write([]string{"elapsed_s", "rss_bytes", "heap_inuse_min_bytes", "goroutines_min", "backends_live",
 		"calls_per_s", "failed_per_s", "skipped_per_s", "stream_messages_per_s", "proxy_requests_per_s", "proxy_errors_per_s",
-		"calls_total", "failed_total", "proxy_endpoints", "proxy_endpoints_healthy", "proxy_in_flight"})
+		"calls_total", "failed_total", "proxy_endpoints", "proxy_endpoints_healthy", "proxy_in_flight",
+		"goroutines_max", "heap_inuse_max_bytes"})
 	format := func(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 	for i, s := range samples {
 		var r rates
@@ -140,6 +141,7 @@ func writeCSV(path string, samples []sample) error {
 			format(r.calls), format(r.failures), format(r.skipped), format(r.streamMessages), format(r.proxyRequests), format(r.proxyErrors),
 			strconv.FormatInt(s.clientCalls, 10), strconv.FormatInt(s.clientFailures, 10),
 			format(s.endpoints), format(s.healthy), format(s.inFlight),
+			format(s.goroutinesMax), format(s.heapInuseMax),
 		})
 	}
 	w.Flush()
@@ -180,7 +182,7 @@ func summarize(res *result) string {
 		fmt.Fprintf(&b, "| %s | %.1f%s | %.1f%s | %+.1f%s | %+.3f%s/min | %.1f%s | %s |\n",
 			t.name, t.first/scale, unit, t.last/scale, unit, (t.last-t.first)/scale, unit, t.slopePerMinute/scale, unit, t.allowed/scale, unit, verdict)
 	}
-	fmt.Fprintf(&b, "\nAfter warm-up and at the end are medians of %d samples; the allowed rise is %s.\n\n", edgeSamples, toleranceText())
+	fmt.Fprintf(&b, "\nEach sample's heap and goroutines are the lowest of %d reads of /metrics over about a second (the floor a leak would raise; calls in flight and GC cycles only move the peaks); RSS is read from /proc once. After warm-up and at the end are medians of %d samples; the allowed rise is %s.\n\n", sampleReads, edgeSamples, toleranceText())
 
 	var total, failed int64
 	for code, n := range res.unary {
@@ -200,9 +202,9 @@ func summarize(res *result) string {
 	writeCodes(&b, "server streams", res.streams, res.streamsEx)
 	if res.profiled {
 		if len(res.grown) == 0 {
-			b.WriteString("No goroutine stack of the proxy has more goroutines at the end than after warm-up (goroutines-warm.txt, goroutines-end.txt).\n\n")
+			b.WriteString("No function runs in more of the proxy's goroutines at the end than after warm-up (goroutines-warm.txt, goroutines-end.txt).\n\n")
 		} else {
-			b.WriteString("Goroutine stacks of the proxy with more goroutines at the end than after warm-up (one profile each, so calls in flight show as noise; goroutines-warm.txt, goroutines-end.txt):\n\n| stack (where it waits ← how it started) | after warm-up | end |\n|---|---:|---:|\n")
+			b.WriteString("Functions that more of the proxy's goroutines run at the end than after warm-up (one goroutine profile each, taken under load: calls in flight show here as noise; goroutines-warm.txt, goroutines-end.txt):\n\n| goroutines running | after warm-up | end |\n|---|---:|---:|\n")
 			for _, g := range res.grown {
 				fmt.Fprintf(&b, "| `%s` | %d | %d |\n", g.stack, g.warm, g.end)
 			}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -17,11 +18,14 @@ import (
 // sample is one look at the proxy and the load. The counters are
 // cumulative; the report derives rates between samples.
 type sample struct {
-	elapsed    time.Duration // since the load started
-	rssBytes   float64       // VmRSS of the quaestor process
-	heapInuse  float64       // go_memstats_heap_inuse_bytes
-	goroutines float64       // go_goroutines
-	live       int           // backend processes running
+	elapsed  time.Duration // since the load started
+	rssBytes float64       // VmRSS of the quaestor process
+	// heapInuse (go_memstats_heap_inuse_bytes) and goroutines
+	// (go_goroutines) are the lowest of sampleReads reads; the Max fields
+	// the highest.
+	heapInuse, heapInuseMax   float64
+	goroutines, goroutinesMax float64
+	live                      int // backend processes running
 
 	clientCalls    int64 // unary calls ended, any status
 	clientFailures int64 // unary calls ended with a status other than OK
@@ -119,20 +123,40 @@ func readRSS(pid int) (float64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }
 
+// sampleReads is how many times a sample reads /metrics: goroutines and
+// heap are the lowest of the reads, so that a burst of calls in flight or a
+// garbage-collection cycle half done does not look like growth, while a
+// leak, which raises the floor, still shows.
+const sampleReads = 5
+
 // takeSample reads the proxy's RSS and metrics and the load's counters.
-func takeSample(ctx context.Context, q *quaestorProc, elapsed time.Duration, stats *loadStats, p *pool) (sample, proxyMetrics, error) {
+func takeSample(ctx context.Context, q *quaestorProc, elapsed, readGap time.Duration, stats *loadStats, p *pool) (sample, proxyMetrics, error) {
+	var m proxyMetrics
+	minGoroutines, minHeap := math.Inf(1), math.Inf(1)
+	var maxGoroutines, maxHeap float64
+	for i := range sampleReads {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return sample{}, proxyMetrics{}, ctx.Err()
+			case <-time.After(readGap):
+			}
+		}
+		code, body, err := httpGet(ctx, "http://"+q.adminAddr+"/metrics")
+		if err != nil {
+			return sample{}, proxyMetrics{}, fmt.Errorf("GET /metrics: %w", err)
+		}
+		if code != 200 {
+			return sample{}, proxyMetrics{}, fmt.Errorf("GET /metrics: status %d", code)
+		}
+		m = parseMetrics(body)
+		minGoroutines, maxGoroutines = min(minGoroutines, m.goroutines), max(maxGoroutines, m.goroutines)
+		minHeap, maxHeap = min(minHeap, m.heapInuse), max(maxHeap, m.heapInuse)
+	}
 	rss, err := readRSS(q.cmd.Process.Pid)
 	if err != nil {
 		return sample{}, proxyMetrics{}, err
 	}
-	code, body, err := httpGet(ctx, "http://"+q.adminAddr+"/metrics")
-	if err != nil {
-		return sample{}, proxyMetrics{}, fmt.Errorf("GET /metrics: %w", err)
-	}
-	if code != 200 {
-		return sample{}, proxyMetrics{}, fmt.Errorf("GET /metrics: status %d", code)
-	}
-	m := parseMetrics(body)
 	counts, _ := stats.unary.snapshot()
 	var calls, failures int64
 	for c, n := range counts {
@@ -145,8 +169,10 @@ func takeSample(ctx context.Context, q *quaestorProc, elapsed time.Duration, sta
 	return sample{
 		elapsed:        elapsed,
 		rssBytes:       rss,
-		heapInuse:      m.heapInuse,
-		goroutines:     m.goroutines,
+		heapInuse:      minHeap,
+		heapInuseMax:   maxHeap,
+		goroutines:     minGoroutines,
+		goroutinesMax:  maxGoroutines,
 		live:           live,
 		clientCalls:    calls,
 		clientFailures: failures,

@@ -168,8 +168,13 @@ func soak(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error)
 	fmt.Fprintf(stderr, "soak: quaestor (pid %d) proxy %s admin %s; %d backends; %d calls/s for %s\n",
 		q.cmd.Process.Pid, q.proxyAddr, q.adminAddr, cfg.minServing+2, cfg.rate, cfg.duration)
 
-	runCtx, cancel := context.WithTimeout(ctx, cfg.duration)
+	// Cancelled, not timed out, at the end: a deadline here would become
+	// every call's deadline, and the calls in flight at the end would
+	// fail with DeadlineExceeded before the run's end is seen.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stopTimer := time.AfterFunc(cfg.duration, cancel)
+	defer stopTimer.Stop()
 	stats := &loadStats{unary: newOutcomes("unary", events), streams: newOutcomes("stream", events)}
 	res.started = time.Now()
 	events.add("load", "started", "")
@@ -254,7 +259,7 @@ func sampleUntil(ctx context.Context, cancel context.CancelFunc, cfg config, q *
 	defer t.Stop()
 	profiledWarm := false
 	for {
-		s, m, err := takeSample(ctx, q, time.Since(res.started), stats, p)
+		s, m, err := takeSample(ctx, q, time.Since(res.started), min(cfg.sampleEvery/10, 200*time.Millisecond), stats, p)
 		switch {
 		case err == nil:
 			res.samples = append(res.samples, s)

@@ -52,7 +52,7 @@ func TestSoakShort(t *testing.T) {
 		t.Fatalf("samples.csv has %d samples, want at least 6", len(samples))
 	}
 	last := samples[len(samples)-1]
-	for _, col := range []string{"rss_bytes", "heap_inuse_bytes", "goroutines", "calls_total"} {
+	for _, col := range []string{"rss_bytes", "heap_inuse_min_bytes", "goroutines_min", "calls_total"} {
 		if v, err := strconv.ParseFloat(last[col], 64); err != nil || v <= 0 {
 			t.Errorf("last sample's %s = %q, want a positive number", col, last[col])
 		}
