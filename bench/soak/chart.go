@@ -4,7 +4,9 @@ package main
 
 import (
 	"image/color"
+	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -90,7 +92,9 @@ func writeChart(path string, samples []sample, warmup time.Duration) error {
 			p.Add(line)
 			p.Legend.Add(s.name, line)
 		}
-		p.Y.Max = ymax * 1.15
+		// Room above the curves for the legend.
+		p.Y.Max = ymax * 1.6
+		p.X.Tick.Marker = minuteTicks{}
 		if warmup > 0 {
 			mark, err := plotter.NewLine(plotter.XYs{{X: warmup.Minutes(), Y: 0}, {X: warmup.Minutes(), Y: p.Y.Max}})
 			if err != nil {
@@ -126,4 +130,22 @@ func writeChart(path string, samples []sample, warmup time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// minuteTicks marks every minute (every 5 past 20 minutes), labelled.
+type minuteTicks struct{}
+
+func (minuteTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := 1.0
+	if hi-lo > 20 {
+		step = 5
+	}
+	if hi-lo < 2 {
+		return plot.DefaultTicks{}.Ticks(lo, hi)
+	}
+	var ticks []plot.Tick
+	for m := math.Ceil(lo/step) * step; m <= hi; m += step {
+		ticks = append(ticks, plot.Tick{Value: m, Label: strconv.FormatFloat(m, 'f', -1, 64)})
+	}
+	return ticks
 }

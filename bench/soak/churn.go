@@ -32,9 +32,25 @@ const (
 	actionSkipped = "skipped" // an action the bounds did not allow
 )
 
-// churnCycle is the order of the actions; the adds keep the pool between
-// its bounds.
-var churnCycle = []string{actionAdd, actionKill, actionAdd, actionFlap, actionDelete, actionAdd, actionStop, actionFlap}
+// The actions come in rounds of eight: growRounds growing rounds (4 adds,
+// 3 removals) then shrinkRounds shrinking ones (2 adds, 5 removals), so
+// that the pool swings between its bounds instead of idling around its
+// start, and the proxy sees endpoints come and go by the dozen.
+var (
+	growRound   = []string{actionAdd, actionKill, actionStop, actionFlap, actionAdd, actionDelete, actionAdd, actionAdd}
+	shrinkRound = []string{actionKill, actionAdd, actionStop, actionFlap, actionDelete, actionKill, actionAdd, actionStop}
+)
+
+const growRounds, shrinkRounds = 5, 2
+
+// churnAction is the i-th action (from 0).
+func churnAction(i int) string {
+	round, step := i/len(growRound), i%len(growRound)
+	if round%(growRounds+shrinkRounds) < growRounds {
+		return growRound[step]
+	}
+	return shrinkRound[step]
+}
 
 // churnOptions bound the backend pool.
 type churnOptions struct {
@@ -269,7 +285,7 @@ func (p *pool) run(ctx context.Context) {
 				continue
 			}
 			nextAction = now.Add(p.opts.every)
-			if err := p.act(ctx, churnCycle[i%len(churnCycle)], now); err != nil && ctx.Err() == nil {
+			if err := p.act(ctx, churnAction(i), now); err != nil && ctx.Err() == nil {
 				p.fail(err.Error())
 			}
 			i++

@@ -79,7 +79,7 @@ func TestCheckTrend(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := checkTrend("x", minutes, tt.ys, tol)
+			got := checkTrend("x", minutes, nil, tt.ys, tol)
 			if got.flat != tt.flat {
 				t.Errorf("flat = %v, want %v (%+v)", got.flat, tt.flat, got)
 			}
@@ -91,7 +91,7 @@ func TestCheckTrend(t *testing.T) {
 			}
 		})
 	}
-	if got := checkTrend("x", minutes[:5], make([]float64, 5), tol); got.checked || got.flat || got.reason == "" {
+	if got := checkTrend("x", minutes[:5], nil, make([]float64, 5), tol); got.checked || got.flat || got.reason == "" {
 		t.Errorf("5 samples: %+v, want not checked, with a reason", got)
 	}
 }
@@ -180,5 +180,81 @@ func TestGrownStacks(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(stackCount{})); diff != "" {
 		t.Errorf("grownStacks (-want +got):\n%s", diff)
+	}
+}
+
+// TestChurnRounds checks the churn's plan: every kind of action in the
+// first round (the short soak sees only that one), and more adds than
+// removals while growing, fewer while shrinking.
+func TestChurnRounds(t *testing.T) {
+	net := func(from, to int) (adds, removals int) {
+		for i := from; i < to; i++ {
+			switch churnAction(i) {
+			case actionAdd:
+				adds++
+			case actionKill, actionStop, actionDelete:
+				removals++
+			}
+		}
+		return adds, removals
+	}
+	kinds := map[string]bool{}
+	for i := range len(growRound) {
+		kinds[churnAction(i)] = true
+	}
+	if len(kinds) != 5 {
+		t.Errorf("first round takes %v, want all five actions", kinds)
+	}
+	round := len(growRound)
+	if adds, removals := net(0, growRounds*round); adds <= removals {
+		t.Errorf("growing rounds: %d adds, %d removals", adds, removals)
+	}
+	if adds, removals := net(growRounds*round, (growRounds+shrinkRounds)*round); adds >= removals {
+		t.Errorf("shrinking rounds: %d adds, %d removals", adds, removals)
+	}
+	if churnAction((growRounds+shrinkRounds)*round) != churnAction(0) {
+		t.Error("the plan does not start over after a period")
+	}
+}
+
+func TestLeastSquares2(t *testing.T) {
+	xs := []float64{0, 1, 2, 3, 4, 5}
+	zs := []float64{3, 9, 4, 10, 5, 8}
+	ys := make([]float64, len(xs))
+	for i := range xs {
+		ys[i] = 100 + 2*xs[i] + 13*zs[i]
+	}
+	b, c := leastSquares2(xs, zs, ys)
+	if math.Abs(b-2) > 1e-9 || math.Abs(c-13) > 1e-9 {
+		t.Errorf("leastSquares2 = %v, %v; want 2, 13", b, c)
+	}
+	// z constant: a fit on x alone.
+	b, c = leastSquares2(xs, []float64{4, 4, 4, 4, 4, 4}, ys[:6])
+	if c != 0 {
+		t.Errorf("constant z: c = %v, want 0 (b %v)", c, b)
+	}
+}
+
+// TestCheckTrendNetOfEndpoints: goroutines that follow the endpoint count
+// are flat, even when the window starts with few endpoints and ends with
+// many; a leak on top of them is not.
+func TestCheckTrendNetOfEndpoints(t *testing.T) {
+	minutes := []float64{2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	endpoints := []float64{3, 3, 3, 7, 10, 8, 5, 10, 10, 10}
+	tol := tolerance{rel: 0.2, abs: 50}
+	following := make([]float64, len(minutes))
+	leaking := make([]float64, len(minutes))
+	for i := range minutes {
+		following[i] = 150 + 13*endpoints[i]
+		leaking[i] = following[i] + 15*(minutes[i]-2)
+	}
+	if got := checkTrend("goroutines", minutes, nil, following, tol); got.flat {
+		t.Fatalf("without the endpoint count the swing should look like growth: %+v", got)
+	}
+	if got := checkTrend("goroutines", minutes, endpoints, following, tol); !got.flat || math.Abs(got.perEndpoint-13) > 1e-6 {
+		t.Errorf("following the endpoints: %+v, want flat at 13 per endpoint", got)
+	}
+	if got := checkTrend("goroutines", minutes, endpoints, leaking, tol); got.flat || math.Abs(got.slopePerMinute-15) > 1e-6 {
+		t.Errorf("leaking 15/min: %+v, want not flat at 15/min", got)
 	}
 }

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"net/http"
@@ -24,14 +25,23 @@ type quaestorProc struct {
 	etcdURL   string
 }
 
-// buildQuaestor builds ./cmd/quaestor of the module into dir and returns
-// the binary's path.
-func buildQuaestor(ctx context.Context, dir string) (string, error) {
+// buildQuaestor builds ./cmd/quaestor of the module and returns the
+// binary's path. The binary goes to the user's cache directory, one per
+// module checkout: go build leaves an up-to-date binary alone, which saves
+// the link (seconds on a busy machine) on every run but the first after a
+// change.
+func buildQuaestor(ctx context.Context) (string, error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "quaestor")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", err
+	}
+	h := fnv.New64a()
+	h.Write([]byte(root))
+	bin := filepath.Join(cache, "quaestor-soak", fmt.Sprintf("%x", h.Sum64()), "quaestor")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/quaestor")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -22,20 +22,21 @@ import (
 
 // trends checks the samples after warm-up.
 func trends(cfg config, samples []sample) []trend {
-	var minutes, rss, heap, goroutines []float64
+	var minutes, endpoints, rss, heap, goroutines []float64
 	for _, s := range samples {
 		if s.elapsed < cfg.warmup {
 			continue
 		}
 		minutes = append(minutes, s.elapsed.Minutes())
+		endpoints = append(endpoints, s.endpoints)
 		rss = append(rss, s.rssBytes)
 		heap = append(heap, s.heapInuse)
 		goroutines = append(goroutines, s.goroutines)
 	}
 	return []trend{
-		checkTrend("RSS", minutes, rss, rssTolerance),
-		checkTrend("heap in use", minutes, heap, heapTolerance),
-		checkTrend("goroutines", minutes, goroutines, goroutineTolerance),
+		checkTrend("RSS", minutes, endpoints, rss, rssTolerance),
+		checkTrend("heap in use", minutes, endpoints, heap, heapTolerance),
+		checkTrend("goroutines", minutes, endpoints, goroutines, goroutineTolerance),
 	}
 }
 
@@ -165,24 +166,25 @@ func summarize(res *result) string {
 	fmt.Fprintf(&b, "- Churn: an action every %s, %d to %d backend processes, at least %d serving; backend lease TTL %s.\n\n",
 		cfg.churnEvery, cfg.minServing, cfg.maxBackends, cfg.minServing, cfg.leaseTTL)
 
-	b.WriteString("| proxy | after warm-up | end | change | least-squares slope | allowed rise | flat |\n|---|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| proxy | after warm-up | end | change | slope over time | per endpoint | allowed rise | flat |\n|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, t := range res.trends {
 		unit, scale := "", 1.0
 		if t.name != "goroutines" {
 			unit, scale = " MiB", 1<<20
 		}
 		if !t.checked {
-			fmt.Fprintf(&b, "| %s | | | | | | not checked: %s |\n", t.name, t.reason)
+			fmt.Fprintf(&b, "| %s | | | | | | | not checked: %s |\n", t.name, t.reason)
 			continue
 		}
 		verdict := "yes"
 		if !t.flat {
 			verdict = "**no**: " + t.reason
 		}
-		fmt.Fprintf(&b, "| %s | %.1f%s | %.1f%s | %+.1f%s | %+.3f%s/min | %.1f%s | %s |\n",
-			t.name, t.first/scale, unit, t.last/scale, unit, (t.last-t.first)/scale, unit, t.slopePerMinute/scale, unit, t.allowed/scale, unit, verdict)
+		fmt.Fprintf(&b, "| %s | %.1f%s | %.1f%s | %+.1f%s | %+.3f%s/min | %+.2f%s | %.1f%s | %s |\n",
+			t.name, t.first/scale, unit, t.last/scale, unit, (t.last-t.first)/scale, unit, t.slopePerMinute/scale, unit,
+			t.perEndpoint/scale, unit, t.allowed/scale, unit, verdict)
 	}
-	fmt.Fprintf(&b, "\nEach sample's heap and goroutines are the lowest of %d reads of /metrics over about a second (the floor a leak would raise; calls in flight and GC cycles only move the peaks); RSS is read from /proc once. After warm-up and at the end are medians of %d samples; the allowed rise is %s.\n\n", sampleReads, edgeSamples, toleranceText())
+	fmt.Fprintf(&b, "\nEach sample's heap and goroutines are the lowest of %d reads of /metrics over about a second (the floor a leak would raise; calls in flight and GC cycles only move the peaks); RSS is read from /proc once. The churn swings the number of endpoints in the proxy's table, and each costs some goroutines and memory: each series is fitted by least squares on time and on that number, the slope over time is the trend, \"per endpoint\" the fitted cost of one endpoint, and the values are adjusted to the window's mean endpoint count. After warm-up and at the end are medians of %d samples; the allowed rise is %s.\n\n", sampleReads, edgeSamples, toleranceText())
 
 	var total, failed int64
 	for code, n := range res.unary {

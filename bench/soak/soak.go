@@ -43,7 +43,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&cfg.sampleEvery, "sample", 10*time.Second, "interval between samples of the proxy")
 	fs.DurationVar(&cfg.churnEvery, "churn", 3*time.Second, "interval between churn actions on the backends")
 	fs.StringVar(&cfg.out, "out", "bench/results/soak", "directory for samples.csv, soak.png, summary.md, profiles and logs")
-	fs.StringVar(&cfg.quaestorBin, "quaestor", "", "quaestor binary to soak (default: go build ./cmd/quaestor into a temporary directory)")
+	fs.StringVar(&cfg.quaestorBin, "quaestor", "", "quaestor binary to soak (default: go build ./cmd/quaestor into the user's cache directory)")
 	fs.IntVar(&cfg.rate, "rate", 1000, "offered unary calls per second (100-byte payload, open loop)")
 	fs.IntVar(&cfg.callers, "callers", 128, "goroutines making the unary calls; an offered call none is free for is counted as skipped")
 	fs.IntVar(&cfg.conns, "conns", 4, "client connections to the proxy")
@@ -121,7 +121,7 @@ func soak(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error)
 	bin := cfg.quaestorBin
 	if bin == "" {
 		fmt.Fprintln(stderr, "soak: building ./cmd/quaestor")
-		if bin, err = buildQuaestor(ctx, work); err != nil {
+		if bin, err = buildQuaestor(ctx); err != nil {
 			return err
 		}
 	}
