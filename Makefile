@@ -5,7 +5,7 @@ CONFIG  ?= configs/quaestor.yaml
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test chaos fuzz bench proto lint clean
+.PHONY: all build run test chaos fuzz bench soak proto lint clean
 
 all: build
 
@@ -51,6 +51,13 @@ bench:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/quaestor ./cmd/quaestor
 	$(GO) build -o $(BIN)/bench ./bench
 	$(BIN)/bench -quaestor $(BIN)/quaestor -out bench/results/latest.md -plot bench/latency-vs-load.png $(BENCHFLAGS)
+
+# The soak run (Linux): 10 minutes of steady load through a real quaestor
+# process while its backends register, deregister, die and flap; fails
+# when the proxy dies or its goroutines, heap or RSS grow after warm-up.
+# Samples, chart, summary, profiles and logs in bench/results/soak/.
+soak:
+	$(GO) run ./bench/soak -duration 10m -out bench/results/soak
 
 proto:
 	./proto/generate.sh
