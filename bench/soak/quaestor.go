@@ -102,6 +102,10 @@ registry:
 health:
   interval: 1s
   timeout: 1s
+# Echo's Unary is idempotent: a call on a backend killed under it is
+# retried on another, as a deployment would configure it.
+retry:
+  idempotent_methods: [quaestor.example.v1.Echo/Unary]
 log:
   level: warn
 `, q.proxyAddr, q.adminAddr, filepath.Join(workDir, "etcd"), q.etcdURL, addrs[3])
