@@ -11,8 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/quaestor-go/quaestor/internal/echoload"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing/registry"
 )
@@ -60,108 +59,20 @@ func restartableAddr(t *testing.T) string {
 	return ""
 }
 
-// echoLoad makes paced Echo calls through a proxy from a few goroutines
-// until stopped or its context ends, counting failures and who answered.
-type echoLoad struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	ok     atomic.Int64
-	failed atomic.Int64
-	mu     sync.Mutex
-	served map[string]int64
-	errs   []string
-}
-
-func startEchoLoad(ctx context.Context, t *testing.T, proxyAddr string, workers int) *echoLoad {
+// startEchoLoad runs a steady Echo load through the proxy until the test
+// ends.
+func startEchoLoad(ctx context.Context, t *testing.T, proxyAddr string, workers int) *echoload.Load {
 	t.Helper()
 	cc, err := grpc.NewClient(proxyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := examplev1.NewEchoClient(cc)
-	ctx, cancel := context.WithCancel(ctx)
-	l := &echoLoad{cancel: cancel, served: map[string]int64{}}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			tick := time.NewTicker(2 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				callCtx, cancelCall := context.WithTimeout(ctx, 5*time.Second)
-				resp, err := echo.Unary(callCtx, &examplev1.EchoRequest{})
-				cancelCall()
-				if ctx.Err() != nil {
-					return
-				}
-				l.mu.Lock()
-				if err != nil {
-					l.failed.Add(1)
-					if len(l.errs) < 5 {
-						l.errs = append(l.errs, time.Now().Format("15:04:05.000")+": "+err.Error())
-					}
-				} else {
-					l.ok.Add(1)
-					l.served[resp.GetServer()]++
-				}
-				l.mu.Unlock()
-			}
-		}()
-	}
+	l := echoload.Start(ctx, cc, echoload.Options{Workers: workers})
 	t.Cleanup(func() {
-		l.stop()
+		l.Stop()
 		_ = cc.Close()
 	})
 	return l
-}
-
-func (l *echoLoad) stop() {
-	l.cancel()
-	l.wg.Wait()
-}
-
-func (l *echoLoad) servedBy(server string) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.served[server]
-}
-
-// waitServing waits until calls reach server afresh.
-func (l *echoLoad) waitServing(ctx context.Context, t *testing.T, what, server string) {
-	t.Helper()
-	base := l.servedBy(server)
-	waitUntil(ctx, t, what, func() bool { return l.servedBy(server) > base })
-}
-
-// waitNotServing waits until a run of calls reaches others, not server.
-func (l *echoLoad) waitNotServing(ctx context.Context, t *testing.T, what, server string) {
-	t.Helper()
-	gone, others := l.servedBy(server), l.ok.Load()
-	waitUntil(ctx, t, what, func() bool {
-		if now := l.servedBy(server); now != gone {
-			gone, others = now, l.ok.Load()
-			return false
-		}
-		return l.ok.Load()-others >= 100
-	})
-}
-
-// report stops the load, logs its totals and fails the test if a call
-// failed.
-func (l *echoLoad) report(t *testing.T) {
-	t.Helper()
-	l.stop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t.Logf("load: %d calls ok, %d failed; served %v", l.ok.Load(), l.failed.Load(), l.served)
-	if n := l.failed.Load(); n != 0 {
-		t.Errorf("%d calls failed; first: %v", n, l.errs)
-	}
 }
 
 // waitUntil polls cond until it holds or ctx ends.
@@ -272,8 +183,8 @@ registry: {lease_ttl: 2s}
 		return err == nil
 	})
 	load := startEchoLoad(ctx, t, proxyListen, pickChaos(2, 4))
-	load.waitServing(ctx, t, "calls to reach the first worker", w1)
-	load.waitServing(ctx, t, "calls to reach the second worker", w2)
+	waitUntil(ctx, t, "calls to reach the first worker", load.ReachedAfresh(w1))
+	waitUntil(ctx, t, "calls to reach the second worker", load.ReachedAfresh(w2))
 
 	for cycle := range cycles {
 		before := registeredLeases(ctx, client)
@@ -304,7 +215,7 @@ registry: {lease_ttl: 2s}
 		case <-ctx.Done():
 			t.Fatal("test context ended during the outage")
 		}
-		failedDown := load.failed.Load()
+		failedDown := load.Failed()
 
 		run = startRun()
 		restarted := time.Now()
@@ -344,16 +255,20 @@ registry: {lease_ttl: 2s}
 	startAt := time.Now()
 	w3 := startWorker(t)
 	register(w3)
-	load.waitServing(ctx, t, "calls to reach a worker registered after the restart", w3)
+	waitUntil(ctx, t, "calls to reach a worker registered after the restart", load.ReachedAfresh(w3))
 	added := time.Since(startAt)
 	startAt = time.Now()
 	if err := registers[w1].cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	load.waitNotServing(ctx, t, "calls to leave a worker deregistered after the restart", w1)
+	waitUntil(ctx, t, "calls to leave a worker deregistered after the restart", load.AwayFrom(w1, 100))
 	t.Logf("after recovery: a new worker served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(startAt).Round(time.Millisecond))
-	load.report(t)
+	load.Stop()
+	t.Log(load.Summary())
+	if n := load.Failed(); n != 0 {
+		t.Errorf("%d calls failed", n)
+	}
 	if t.Failed() {
 		t.Logf("quaestor proxy's log:\n%s", proxyProc.stderr)
 		for worker, p := range registers {

@@ -209,7 +209,7 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
+	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	// recovering counts the calls failed between the link coming back and
 	// the router serving both backends again (see the doc comment).
@@ -217,7 +217,7 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 	for cycle := range cycles {
 		lost := reg.LeasesLost()
 		restarts := r.disc.Status().Restarts
-		failedBefore := load.failed.Load()
+		failedBefore := load.Failed()
 		n.setLink(t, false)
 		cutAt := time.Now()
 		down := timeUntil(ctx, t, cutAt, map[string]func() bool{
@@ -228,7 +228,7 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 		if got := r.addrs(echoService); len(got) != 2 {
 			t.Fatalf("cut off from etcd, the table holds %v, want the last known two", got)
 		}
-		failedCut := load.failed.Load() - failedBefore
+		failedCut := load.Failed() - failedBefore
 		if failedCut != 0 {
 			t.Errorf("%d calls failed while cut off from etcd", failedCut)
 		}
@@ -245,8 +245,8 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 			t.Errorf("the lease outlived a cut of %s with a TTL of %s", cut, MinLeaseTTL)
 		}
 		waitTable(ctx, t, r, "a and b in the table again", 2)
-		load.waitServing(ctx, t, "calls to reach a and b again", "a", "b")
-		failedRecovering := load.failed.Load() - failedBefore - failedCut
+		waitFor(ctx, t, "calls to reach a and b again", load.ReachedAfresh("a", "b"))
+		failedRecovering := load.Failed() - failedBefore - failedCut
 		recovering += failedRecovering
 		t.Logf("cycle %d: cut for %s, after %v; %d calls failed while cut; after the link is back %v (watch restarts %d → %d); "+
 			"%d calls failed while the expired registrations were deleted and not yet written again",
@@ -255,14 +255,14 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 
 	start := time.Now()
 	registerEchoes(ctx, t, reg, "c")
-	load.waitServing(ctx, t, "calls to reach c, registered after recovery", "c")
+	waitFor(ctx, t, "calls to reach c, registered after recovery", load.ReachedAfresh("c"))
 	added := time.Since(start)
 	start = time.Now()
 	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
 		t.Fatal(err)
 	}
-	load.waitNotServing(ctx, t, "calls to leave a, deregistered after recovery", "a")
+	waitFor(ctx, t, "calls to leave a, deregistered after recovery", load.AwayFrom("a", awayRun))
 	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	load.reportAllowing(t, recovering)
+	reportLoad(t, load, recovering)
 }

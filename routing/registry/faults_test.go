@@ -11,14 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
+	"github.com/quaestor-go/quaestor/internal/echoload"
 )
 
 // The fault tests (TestFault...) run a short version in `make test`; with
@@ -79,157 +77,34 @@ func hold(ctx context.Context, t *testing.T, d time.Duration) {
 	}
 }
 
-// steadyLoad makes Echo calls through a router from a few goroutines,
-// paced, until stopped or its context ends, and counts what failed.
-type steadyLoad struct {
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	ok     atomic.Int64
-	failed atomic.Int64
-
-	mu     sync.Mutex
-	served map[string]int64 // calls answered, by server name
-	errs   []error          // the first failures, for the report
-	// windows are the spans of time in which calls failed, each at most
-	// a second from the next failure.
-	windows []failureWindow
-}
-
-// failureWindow is a span of time in which calls failed.
-type failureWindow struct {
-	first, last time.Time
-	failed      int
-}
-
-// loadPace spaces one worker's calls: steady load, not a benchmark, on a
-// machine shared with other tests.
-const loadPace = 2 * time.Millisecond
-
-func startLoad(ctx context.Context, t *testing.T, r *routed, workers int) *steadyLoad {
+// startLoad runs a steady Echo load through the router until the test
+// ends.
+func startLoad(ctx context.Context, t *testing.T, r *routed, workers int) *echoload.Load {
 	t.Helper()
 	cc, err := r.router.Conn(echoService)
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := examplev1.NewEchoClient(cc)
-	ctx, cancel := context.WithCancel(ctx)
-	l := &steadyLoad{cancel: cancel, served: map[string]int64{}}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			tick := time.NewTicker(loadPace)
-			defer tick.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
-				}
-				callCtx, cancelCall := context.WithTimeout(ctx, 5*time.Second)
-				resp, err := echo.Unary(callCtx, &examplev1.EchoRequest{})
-				cancelCall()
-				if ctx.Err() != nil {
-					return // stopping: not a failure of the router
-				}
-				l.record(resp.GetServer(), err)
-			}
-		}()
-	}
-	t.Cleanup(l.stop)
+	l := echoload.Start(ctx, cc, echoload.Options{Workers: workers})
+	t.Cleanup(l.Stop)
 	return l
 }
 
-func (l *steadyLoad) record(server string, err error) {
-	if err != nil {
-		now := time.Now()
-		l.failed.Add(1)
-		l.mu.Lock()
-		if len(l.errs) < 5 {
-			l.errs = append(l.errs, fmt.Errorf("%s: %w", now.Format("15:04:05.000"), err))
-		}
-		if n := len(l.windows); n > 0 && now.Sub(l.windows[n-1].last) < time.Second {
-			l.windows[n-1].last = now
-			l.windows[n-1].failed++
-		} else {
-			l.windows = append(l.windows, failureWindow{first: now, last: now, failed: 1})
-		}
-		l.mu.Unlock()
-		return
-	}
-	l.ok.Add(1)
-	l.mu.Lock()
-	l.served[server]++
-	l.mu.Unlock()
-}
-
-// servedBy returns how many calls the named server answered.
-func (l *steadyLoad) servedBy(server string) int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.served[server]
-}
-
-// stop ends the load and waits for its workers.
-func (l *steadyLoad) stop() {
-	l.cancel()
-	l.wg.Wait()
-}
-
-// report stops the load, logs its totals, and fails the test if any call
-// failed.
-func (l *steadyLoad) report(t *testing.T) {
+// reportLoad stops the load, logs its summary, and fails the test if more
+// than allowed calls failed: those a test expects counted them itself, in
+// a window where they are explained.
+func reportLoad(t *testing.T, l *echoload.Load, allowed int64) {
 	t.Helper()
-	l.reportAllowing(t, 0)
-}
-
-// reportAllowing is report for a test that expects up to allowed failed
-// calls, which it counted itself in a window where they are explained.
-func (l *steadyLoad) reportAllowing(t *testing.T, allowed int64) {
-	t.Helper()
-	l.stop()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t.Logf("load: %d calls ok, %d failed; served %v", l.ok.Load(), l.failed.Load(), l.served)
-	for _, w := range l.windows {
-		t.Logf("load: %d calls failed from %s for %s", w.failed, w.first.Format("15:04:05.000"), w.last.Sub(w.first).Round(time.Millisecond))
-	}
-	if n := l.failed.Load(); n > allowed {
-		t.Errorf("%d calls failed (%d expected); first: %v", n, allowed, l.errs)
+	l.Stop()
+	t.Log(l.Summary())
+	if n := l.Failed(); n > allowed {
+		t.Errorf("%d calls failed (%d expected)", n, allowed)
 	}
 }
 
-// waitServing waits until calls reach every named server afresh.
-func (l *steadyLoad) waitServing(ctx context.Context, t *testing.T, what string, servers ...string) {
-	t.Helper()
-	base := map[string]int64{}
-	for _, s := range servers {
-		base[s] = l.servedBy(s)
-	}
-	waitFor(ctx, t, what, func() bool {
-		for _, s := range servers {
-			if l.servedBy(s) == base[s] {
-				return false
-			}
-		}
-		return true
-	})
-}
-
-// waitNotServing waits until a run of calls reaches the other servers and
-// not the named one: once the router has let go of it.
-func (l *steadyLoad) waitNotServing(ctx context.Context, t *testing.T, what, server string) {
-	t.Helper()
-	const run = 100
-	gone, others := l.servedBy(server), l.ok.Load()
-	waitFor(ctx, t, what, func() bool {
-		if now := l.servedBy(server); now != gone {
-			gone, others = now, l.ok.Load()
-			return false
-		}
-		return l.ok.Load()-others >= run
-	})
-}
+// awayRun is how many calls in a row must reach other servers before a
+// test takes it that the router has let go of one.
+const awayRun = 100
 
 // timeUntil waits until each condition holds, polling them together, and
 // returns how long after since each first held.
@@ -321,7 +196,7 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
+	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	for cycle := range cycles {
 		lost := reg.LeasesLost()
@@ -336,7 +211,7 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 		if got := r.addrs(echoService); len(got) != 2 {
 			t.Fatalf("with etcd down the table holds %v, want the last known two", got)
 		}
-		failedDown := load.failed.Load()
+		failedDown := load.Failed()
 
 		etcd, err = StartEmbedded(opts)
 		if err != nil {
@@ -356,16 +231,16 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	// Changes made after recovery reach the router.
 	start := time.Now()
 	registerEchoes(ctx, t, reg, "c")
-	load.waitServing(ctx, t, "calls to reach c, registered after the restart", "c")
+	waitFor(ctx, t, "calls to reach c, registered after the restart", load.ReachedAfresh("c"))
 	added := time.Since(start)
 	start = time.Now()
 	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
 		t.Fatal(err)
 	}
-	load.waitNotServing(ctx, t, "calls to leave a, deregistered after the restart", "a")
+	waitFor(ctx, t, "calls to leave a, deregistered after the restart", load.AwayFrom("a", awayRun))
 	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	load.report(t)
+	reportLoad(t, load, 0)
 }
 
 // TestFaultClusterQuorumLoss runs discovery, a registrar and steady calls
@@ -388,7 +263,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	load.waitServing(ctx, t, "calls to reach a and b", "a", "b")
+	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	for cycle := range cycles {
 		first, second := c.members[cycle%3], c.members[(cycle+1)%3]
@@ -398,7 +273,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		extra := fmt.Sprintf("x%d", cycle+1)
 		start := time.Now()
 		extraKeys := registerEchoes(ctx, t, reg, extra)
-		load.waitServing(ctx, t, "calls to reach a backend registered with one member down", extra)
+		waitFor(ctx, t, "calls to reach a backend registered with one member down", load.ReachedAfresh(extra))
 		t.Logf("cycle %d: %s down: a new backend served in %s", cycle+1, first.name, time.Since(start).Round(time.Millisecond))
 		hold(ctx, t, oneDown)
 
@@ -414,7 +289,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		if got := r.addrs(echoService); len(got) != 3 {
 			t.Fatalf("without quorum the table holds %v, want the last known three", got)
 		}
-		failedDown := load.failed.Load()
+		failedDown := load.Failed()
 
 		// Both back.
 		first.start(t, c.initial)
@@ -431,9 +306,9 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		if err := reg.Deregister(ctx, echoService, extra); err != nil {
 			t.Fatal(err)
 		}
-		load.waitNotServing(ctx, t, "calls to leave a backend deregistered after recovery", extra)
+		waitFor(ctx, t, "calls to leave a backend deregistered after recovery", load.AwayFrom(extra, awayRun))
 		t.Logf("cycle %d: no quorum for %s, after %v; %d calls failed so far; after recovery %v, leases granted again: %d; a backend deregistered then left in %s",
 			cycle+1, noQuorum, down, failedDown, back, reg.LeasesLost()-lost, time.Since(start).Round(time.Millisecond))
 	}
-	load.report(t)
+	reportLoad(t, load, 0)
 }
