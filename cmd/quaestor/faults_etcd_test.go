@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -20,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/quaestor-go/quaestor/internal/echoload"
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing/registry"
 )
@@ -33,30 +31,15 @@ func pickChaos[T any](short, long T) T {
 	return short
 }
 
-// restartableAddr returns a loopback address that is free now, for a
-// server that the test stops and starts again on it. Its port lies below
-// the kernel's range of ephemeral ports: there, the source port of any
-// outgoing connection could take it while its server is down.
+// restartableAddr returns a free 127.0.0.1 address for a server the test
+// stops and starts again (see loopbackport).
 func restartableAddr(t *testing.T) string {
 	t.Helper()
-	low := 32768 // Linux's default ip_local_port_range starts here
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
-				low = n
-			}
-		}
+	addr, err := loopbackport.Restartable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 1024+rand.IntN(low-1024))
-		lis, err := net.Listen("tcp", addr)
-		if err == nil {
-			lis.Close()
-			return addr
-		}
-	}
-	t.Fatalf("no free port below %d", low)
-	return ""
+	return addr
 }
 
 // startEchoLoad runs a steady Echo load through the proxy until the test

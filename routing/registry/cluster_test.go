@@ -56,8 +56,8 @@ func startCluster(t *testing.T) *cluster {
 		m := &member{
 			name: fmt.Sprintf("m%d", i+1),
 			// Members restart on their ports.
-			clientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
-			peerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+			clientURL: "http://" + restartableAddr(t),
+			peerURL:   "http://" + restartableAddr(t),
 			dir:       filepath.Join(dir, fmt.Sprintf("m%d", i+1)),
 		}
 		c.members = append(c.members, m)

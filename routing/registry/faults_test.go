@@ -4,19 +4,16 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/quaestor-go/quaestor/internal/echoload"
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 )
 
 // The fault tests (TestFault...) run a short version in `make test`; with
@@ -39,30 +36,15 @@ func faultContext(t *testing.T, short, long time.Duration) context.Context {
 	return ctx
 }
 
-// restartablePort returns a loopback port that is free now, for a server
-// that the test stops and starts again on it. It lies below the kernel's
-// range of ephemeral ports: there, the source port of any outgoing
-// connection could take it while its server is down.
-func restartablePort(t testing.TB) int {
+// restartableAddr returns a free 127.0.0.1 address for a server the test
+// stops and starts again (see loopbackport).
+func restartableAddr(t testing.TB) string {
 	t.Helper()
-	low := 32768 // Linux's default ip_local_port_range starts here
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
-				low = n
-			}
-		}
+	addr, err := loopbackport.Restartable()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 100 {
-		port := 1024 + rand.IntN(low-1024)
-		lis, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			lis.Close()
-			return port
-		}
-	}
-	t.Fatalf("no free port below %d", low)
-	return 0
+	return addr
 }
 
 // hold keeps a fault in place for d while the load runs on.
@@ -176,8 +158,8 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	ctx := faultContext(t, 90*time.Second, 5*time.Minute)
 	opts := EmbeddedOptions{
 		Dir:       filepath.Join(t.TempDir(), "etcd"),
-		ClientURL: fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
-		PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", restartablePort(t)),
+		ClientURL: "http://" + restartableAddr(t),
+		PeerURL:   "http://" + restartableAddr(t),
 		Logger:    quietLogger,
 	}
 	etcd, err := StartEmbedded(opts)
