@@ -149,7 +149,17 @@ func (e *Embedded) ClientURL() string { return e.clientURL }
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the member and releases its ports and data directory.
+//
+// The member itself stops first. etcd's own Close drains the client
+// connections for up to its request timeout (7s) while the member runs
+// on; in that time it answers no keep-alive, expires the leases of the
+// registrants it no longer hears, and sends the deletions down the watches
+// still open: every proxy would drop instances that are alive, until they
+// register again after the restart.
 func (e *Embedded) Close() {
 	e.closing.Store(true)
+	if e.etcd.Server != nil {
+		e.etcd.Server.Stop()
+	}
 	e.etcd.Close()
 }
