@@ -20,7 +20,8 @@ const (
 	// DefaultMaxConnections is far above what one proxy's clients open
 	// (gRPC clients multiplex their calls over one connection per
 	// backend address) and small enough that their buffers and goroutines
-	// (about 90 KiB per idle connection, measured) stay under a gigabyte.
+	// stay within a few hundred MiB (27 KiB of RSS per idle connection,
+	// measured with 2,000 on a `quaestor proxy`).
 	DefaultMaxConnections = 10000
 	// DefaultMaxConcurrentStreams lets one client process funnel thousands
 	// of concurrent calls through its single connection, as gRPC clients
@@ -230,7 +231,10 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 	}
 }
 
-// countedConn gives its slot back when closed, once.
+// countedConn gives its slot back when closed, once. Hiding the
+// *net.TCPConn also turns off gRPC's pooled read buffers for the
+// connection (it pools only for the net types themselves): measured, 27
+// rather than 24 KiB of RSS per idle connection, the price of the limit.
 type countedConn struct {
 	net.Conn
 	release func()
