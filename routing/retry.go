@@ -3,7 +3,9 @@ package routing
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -225,4 +227,120 @@ func withRetries(base, service string, cfg RetryConfig) (string, error) {
 		return "", fmt.Errorf("routing: service config of %q: %w", service, err)
 	}
 	return string(js), nil
+}
+
+// Retries decided outside gRPC. A caller that places attempts itself
+// (Router.Pick) asks Router.RetryDelay instead of a service config; the
+// rules below are the same ones retryServiceConfig hands gRPC, applied
+// the way grpc-go applies them (stream.go, shouldRetry).
+
+// retryRules are the retry rules of one service's calls; nil when none of
+// its methods may be retried (none listed, or MaxAttempts is 1), as
+// retryServiceConfig then gives gRPC none.
+type retryRules struct {
+	service string
+	// allMethods is set by "pkg.Svc/*"; methods holds the listed method
+	// names otherwise.
+	allMethods bool
+	methods    map[string]bool
+	cfg        RetryConfig
+	budget     *retryBudget
+}
+
+// newRetryRules returns the rules of service's calls under cfg (valid), or
+// nil when none of them may be retried.
+func newRetryRules(service string, cfg RetryConfig) *retryRules {
+	if cfg.MaxAttempts < 2 {
+		return nil
+	}
+	rules := &retryRules{service: service, methods: make(map[string]bool), cfg: cfg}
+	for _, pattern := range cfg.IdempotentMethods {
+		svc, method, err := parseMethodPattern(pattern)
+		if err != nil || svc != service {
+			continue
+		}
+		if method == "" {
+			rules.allMethods = true
+		} else {
+			rules.methods[method] = true
+		}
+	}
+	if !rules.allMethods && len(rules.methods) == 0 {
+		return nil
+	}
+	rules.budget = newRetryBudget(cfg.Budget)
+	return rules
+}
+
+// covers reports whether fullMethod ("/pkg.Svc/Method") is one of the
+// idempotent methods. It allocates nothing: it is asked on every pick.
+func (r *retryRules) covers(fullMethod string) bool {
+	if r == nil {
+		return false
+	}
+	name := strings.TrimPrefix(fullMethod, "/")
+	// gRPC splits at the last slash, too (grpcutil.ParseMethod).
+	i := strings.LastIndexByte(name, '/')
+	if i < 0 || name[:i] != r.service {
+		return false
+	}
+	return r.allMethods || r.methods[name[i+1:]]
+}
+
+// backoff is the wait before the retry that follows attempt number
+// attempts (1 after the first failed): InitialBackoff·2^(attempts-1), at
+// most MaxBackoff, times 0.8 + 0.4·random (random in [0, 1)), the ±20 %
+// grpc-go applies.
+func (c RetryConfig) backoff(attempts int, random float64) time.Duration {
+	d := min(float64(c.InitialBackoff)*math.Pow(2, float64(max(attempts, 1)-1)), float64(c.MaxBackoff))
+	return time.Duration(d * (0.8 + 0.4*random))
+}
+
+// retryBudget is one service's retry throttling (gRFC A6, RetryBudget):
+// grpc-go's retryThrottler, with an atomic bucket instead of a mutex, as
+// every successful call of the service gives tokens back.
+type retryBudget struct {
+	max, threshold, ratio float64
+	// tokens holds the float64 bits of the tokens left.
+	tokens atomic.Uint64
+}
+
+func newRetryBudget(cfg RetryBudget) *retryBudget {
+	b := &retryBudget{max: cfg.MaxTokens, threshold: cfg.MaxTokens / 2, ratio: cfg.TokenRatio}
+	b.tokens.Store(math.Float64bits(cfg.MaxTokens))
+	return b
+}
+
+// failed takes a token for an attempt of an idempotent method that failed
+// with UNAVAILABLE, down to 0.
+func (b *retryBudget) failed() {
+	b.add(-1)
+}
+
+// succeeded gives TokenRatio back for a call that succeeded, up to the
+// bucket's size.
+func (b *retryBudget) succeeded() {
+	// Load first: the bucket is full while the service is well, and a
+	// store on every successful call would bounce its cache line between
+	// the CPUs making calls.
+	if math.Float64frombits(b.tokens.Load()) >= b.max {
+		return
+	}
+	b.add(b.ratio)
+}
+
+func (b *retryBudget) add(delta float64) {
+	for {
+		old := b.tokens.Load()
+		next := min(max(math.Float64frombits(old)+delta, 0), b.max)
+		if b.tokens.CompareAndSwap(old, math.Float64bits(next)) {
+			return
+		}
+	}
+}
+
+// allows reports whether retries may be made: while more than half the
+// bucket is left.
+func (b *retryBudget) allows() bool {
+	return math.Float64frombits(b.tokens.Load()) > b.threshold
 }

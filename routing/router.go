@@ -62,6 +62,8 @@ type Router struct {
 	conns  atomic.Pointer[map[string]*serviceConn]
 	mu     sync.Mutex
 	closed bool
+	// picks serves Pick (pick.go).
+	picks pickServices
 }
 
 // NewRouter returns a Router over opts.Table.
@@ -199,7 +201,9 @@ func (r *Router) dial(service string) (*serviceConn, error) {
 	return sc, nil
 }
 
-// Close closes every connection. Calls still running on them fail.
+// Close closes every connection, and stops following the table for
+// Pick. Calls still running on the connections fail; attempts placed
+// with Pick are the caller's to end.
 func (r *Router) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -207,6 +211,7 @@ func (r *Router) Close() error {
 		return nil
 	}
 	r.closed = true
+	r.picks.close()
 	var errs []error
 	for service, sc := range *r.conns.Load() {
 		if err := sc.cc.Close(); err != nil {
