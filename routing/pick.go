@@ -6,6 +6,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,9 +66,10 @@ type Picked struct {
 // endpoint, or the router is closed.
 //
 // Pick takes no lock and allocates nothing, except for consistent-hash
-// with a hash key and a header (one context), and when the service's
-// endpoints changed since the last pick: the first pick after a change
-// rebuilds the service's selector.
+// when the header holds the hash key (the context the policy reads it
+// from, and the policy's own lookup), and when the service's endpoints
+// changed since the selector was built: the first pick after a change
+// rebuilds it, from the table.
 func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(addr string) bool) (Picked, error) {
 	ps := r.picks.lookup(service)
 	if ps == nil {
@@ -82,7 +84,7 @@ func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(
 		return Picked{}, ps.unavailable(snap)
 	}
 	info := balancer.PickInfo{FullMethodName: fullMethod}
-	if ps.readsHeader && len(header) > 0 {
+	if ps.hashKey != "" && len(header[ps.hashKey]) > 0 {
 		info.Ctx = metadata.NewOutgoingContext(context.Background(), header)
 	}
 	c := snap.choose(info, now, skip)
@@ -197,9 +199,9 @@ type pickService struct {
 	// when built, so that they are rebuilt when only loads change.
 	policy    Policy
 	loadAware bool
-	// readsHeader is set when the policy reads the call's metadata
-	// (consistent-hash with a hash key).
-	readsHeader bool
+	// hashKey is the metadata key the policy reads, lower case:
+	// consistent-hash's hash key, else empty.
+	hashKey string
 	// failover orders the fallback by priority.
 	failover bool
 	tls      *tls.Config
@@ -249,15 +251,17 @@ func (r *Router) newPickService(service string) (*pickService, error) {
 		return nil, status.Errorf(codes.Internal, "quaestor: policy of service %q: %v", service, err)
 	}
 	ps := &pickService{
-		name:        service,
-		table:       r.opts.Table,
-		policy:      policy,
-		loadAware:   loadAware[name],
-		readsHeader: name == PolicyConsistentHash && hashKey != "",
-		failover:    name == PolicyFailover,
-		tls:         r.opts.ServiceTLS[service],
-		retry:       newRetryRules(service, r.opts.Retry),
-		stop:        make(chan struct{}),
+		name:      service,
+		table:     r.opts.Table,
+		policy:    policy,
+		loadAware: loadAware[name],
+		failover:  name == PolicyFailover,
+		tls:       r.opts.ServiceTLS[service],
+		retry:     newRetryRules(service, r.opts.Retry),
+		stop:      make(chan struct{}),
+	}
+	if name == PolicyConsistentHash {
+		ps.hashKey = strings.ToLower(hashKey)
 	}
 	if ps.retry != nil {
 		ps.budget = ps.retry.budget

@@ -323,7 +323,7 @@ func (b *retryBudget) succeeded() {
 	// Load first: the bucket is full while the service is well, and a
 	// store on every successful call would bounce its cache line between
 	// the CPUs making calls.
-	if math.Float64frombits(b.tokens.Load()) >= b.max {
+	if b.tokensLeft() >= b.max {
 		return
 	}
 	b.add(b.ratio)
@@ -342,5 +342,10 @@ func (b *retryBudget) add(delta float64) {
 // allows reports whether retries may be made: while more than half the
 // bucket is left.
 func (b *retryBudget) allows() bool {
-	return math.Float64frombits(b.tokens.Load()) > b.threshold
+	return b.tokensLeft() > b.threshold
+}
+
+// tokensLeft is what the bucket holds now.
+func (b *retryBudget) tokensLeft() float64 {
+	return math.Float64frombits(b.tokens.Load())
 }
