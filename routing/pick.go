@@ -41,7 +41,8 @@ type Picked struct {
 	TLS *tls.Config
 
 	state *EndpointState
-	start time.Time
+	// start is when the attempt was picked, on the monotonic clock.
+	start time.Duration
 	// budget is the service's retry budget, nil when it has no retries;
 	// retryable is set when the call's method may be retried.
 	budget    *retryBudget
@@ -78,7 +79,7 @@ func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(
 			return Picked{}, err
 		}
 	}
-	now := time.Now()
+	now := monoNow()
 	snap := ps.current(now)
 	if snap.selector == nil {
 		return Picked{}, ps.unavailable(snap)
@@ -87,7 +88,7 @@ func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(
 	if ps.hashKey != "" && len(header[ps.hashKey]) > 0 {
 		info.Ctx = metadata.NewOutgoingContext(context.Background(), header)
 	}
-	c := snap.choose(info, now, skip)
+	c := snap.choose(info, skip)
 	if c == nil {
 		// Every endpoint went down since the selector was built.
 		return Picked{}, ps.unavailable(snap)
@@ -117,7 +118,7 @@ func (p Picked) Done(code codes.Code, load *v3orcapb.OrcaLoadReport) {
 	if p.state == nil {
 		return // the zero Picked, of a failed Pick
 	}
-	p.state.Finished(time.Since(p.start))
+	p.state.Finished(monoNow() - p.start)
 	p.state.recordResult(resultError(code))
 	if p.budget != nil {
 		switch {
@@ -297,9 +298,9 @@ func (r *Router) newPickService(service string) (*pickService, error) {
 // changed since it was built (at most every minRebuildInterval, unless it
 // has no endpoint). Only one pick rebuilds; the others go on with the
 // snapshot they have rather than wait.
-func (ps *pickService) current(now time.Time) *pickSnapshot {
+func (ps *pickService) current(now time.Duration) *pickSnapshot {
 	snap := ps.snapshot.Load()
-	if !ps.stale.Load() || (snap.selector != nil && now.Sub(snap.built) < minRebuildInterval) {
+	if !ps.stale.Load() || (snap.selector != nil && now-snap.built < minRebuildInterval) {
 		return snap
 	}
 	if !ps.rebuild.TryLock() {
@@ -336,7 +337,8 @@ type pickSnapshot struct {
 	// order holds the indexes of candidates in the order the fallback
 	// tries them; position[i] is candidate i's place in order.
 	order, position []int32
-	built           time.Time
+	// built is when, on the monotonic clock (monoNow).
+	built time.Duration
 }
 
 // build makes the snapshot of the table's endpoints now. prev, when not
@@ -349,7 +351,7 @@ func (ps *pickService) build(prev *pickSnapshot) *pickSnapshot {
 	// and dropping endpoints keeps the order.
 	eps, _ := ps.table.Endpoints(ps.name)
 	now := time.Now()
-	snap := &pickSnapshot{listed: len(eps), built: now}
+	snap := &pickSnapshot{listed: len(eps), built: monoNow()}
 	candidates := make([]Candidate, 0, len(eps))
 	for _, ep := range eps {
 		if ep.State != nil && ep.State.Available(now) {
@@ -392,18 +394,18 @@ func sameCandidates(a, b []Candidate) bool {
 // choose returns the candidate for one attempt: the selector's choice
 // when it is still available and not skipped, else the fallback's; nil
 // when none is available any more.
-func (s *pickSnapshot) choose(info balancer.PickInfo, now time.Time, skip func(string) bool) *Candidate {
+func (s *pickSnapshot) choose(info balancer.PickInfo, skip func(string) bool) *Candidate {
 	c := s.selector.Select(info)
-	if c.State.Available(now) && (skip == nil || !skip(c.Addr)) {
+	if availableNow(c.State) && (skip == nil || !skip(c.Addr)) {
 		return c
 	}
-	return s.fallback(c, now, skip)
+	return s.fallback(c, skip)
 }
 
 // fallback tries the candidates in order from the one after c, and
 // returns the first available one that is not skipped; else c, or the
 // first of the others, that is available although skipped; else nil.
-func (s *pickSnapshot) fallback(c *Candidate, now time.Time, skip func(string) bool) *Candidate {
+func (s *pickSnapshot) fallback(c *Candidate, skip func(string) bool) *Candidate {
 	start := 0
 	for i := range s.candidates {
 		if &s.candidates[i] == c {
@@ -412,13 +414,13 @@ func (s *pickSnapshot) fallback(c *Candidate, now time.Time, skip func(string) b
 		}
 	}
 	var skipped *Candidate
-	if c.State.Available(now) {
+	if availableNow(c.State) {
 		skipped = c
 	}
 	n := len(s.order)
 	for step := 1; step <= n; step++ {
 		other := &s.candidates[s.order[(start+step)%n]]
-		if other == c || !other.State.Available(now) {
+		if other == c || !availableNow(other.State) {
 			continue
 		}
 		if skip == nil || !skip(other.Addr) {
@@ -449,3 +451,21 @@ func resultError(code codes.Code) error {
 	}
 	return status.Error(code, "quaestor: attempt result")
 }
+
+// availableNow is s.Available(time.Now()), reading the wall clock only for
+// an endpoint that has been ejected: a pick reads the clock once, on the
+// monotonic clock alone, for half the cost of time.Now.
+func availableNow(s *EndpointState) bool {
+	if !s.Healthy() {
+		return false
+	}
+	until := s.ejectedUntil.Load()
+	return until == 0 || time.Now().UnixNano() >= until
+}
+
+// monoEpoch is the origin of monoNow. Never written after initialization.
+var monoEpoch = time.Now()
+
+// monoNow reads the monotonic clock alone (time.Since of a time with a
+// monotonic reading does), as a duration since monoEpoch.
+func monoNow() time.Duration { return time.Since(monoEpoch) }
