@@ -148,6 +148,41 @@ func TestPickFollowsHealth(t *testing.T) {
 	waitFor(ctx, t, "it is picked again", func() bool { return pickOne(t, r, nil, nil) == down.Addr() })
 }
 
+// TestPickFollowsTable checks that endpoints added to and removed from
+// the table get and stop getting attempts, and that a change of load alone
+// keeps the selector of a policy that does not rank by load.
+func TestPickFollowsTable(t *testing.T) {
+	ctx := testContext(t)
+	table := newPickTable(pickEndpoints(1))
+	r := newPickRouter(t, table, Options{DefaultPolicy: PolicyRoundRobin})
+	pickOne(t, r, nil, nil)
+	ps := r.picks.lookup(testService)
+
+	added := Endpoint{Addr: "127.0.0.1:9"}
+	table.Update(testService, "etcd", []Endpoint{added})
+	waitFor(ctx, t, "the added endpoint is picked", func() bool { return pickOne(t, r, nil, nil) == added.Addr })
+	table.Remove(testService, SourceStatic)
+	inARow := 0
+	waitFor(ctx, t, "only the added endpoint is picked", func() bool {
+		if pickOne(t, r, nil, nil) == added.Addr {
+			inARow++
+		} else {
+			inARow = 0
+		}
+		return inARow == 10
+	})
+
+	before := ps.snapshot.Load()
+	stateOf(t, table, added.Addr).SetLoad(&LoadReport{KnownLoadRate: 0.5, Time: time.Now()})
+	waitFor(ctx, t, "the snapshot is rebuilt after a change of load", func() bool {
+		pickOne(t, r, nil, nil)
+		return ps.snapshot.Load() != before
+	})
+	if after := ps.snapshot.Load(); after.selector != before.selector {
+		t.Error("a change of load rebuilt the round robin's selector")
+	}
+}
+
 // TestPickEjects fails the attempts on one endpoint: it is ejected after
 // PassiveHealth.Failures of them in a row, gets no attempt while ejected,
 // and gets attempts again when the ejection is over.
@@ -610,4 +645,36 @@ func BenchmarkPick(b *testing.B) {
 			})
 		})
 	}
+}
+
+func ExampleRouter_Pick() {
+	table := NewTable()
+	table.Update("quaestor.example.v1.Echo", SourceStatic, []Endpoint{{Addr: "127.0.0.1:5161"}})
+	router, err := NewRouter(Options{Table: table})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer router.Close()
+
+	const method = "/quaestor.example.v1.Echo/Unary"
+	for attempts := 1; ; attempts++ {
+		p, err := router.Pick("quaestor.example.v1.Echo", method, nil, nil)
+		if err != nil {
+			fmt.Println(err) // a status error for the client
+			return
+		}
+		fmt.Println("attempt", attempts, "on", p.Addr)
+		code, headersSent := codes.OK, true // forward the call to p.Addr, with p.TLS
+		p.Done(code, nil)
+		if code != codes.Unavailable || headersSent {
+			return
+		}
+		wait, ok := router.RetryDelay("quaestor.example.v1.Echo", method, attempts)
+		if !ok {
+			return
+		}
+		time.Sleep(wait)
+	}
+	// Output: attempt 1 on 127.0.0.1:5161
 }
