@@ -70,7 +70,9 @@ type Picked struct {
 // when the header holds the hash key (the context the policy reads it
 // from, and the policy's own lookup), and when the service's endpoints
 // changed since the selector was built: the first pick after a change
-// rebuilds it, from the table.
+// (at most one every minRebuildInterval) rebuilds it from the table,
+// under the service's rebuild lock, which the other picks do not wait
+// for.
 func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(addr string) bool) (Picked, error) {
 	ps := r.picks.lookup(service)
 	if ps == nil {
@@ -110,6 +112,10 @@ func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(
 // a success), code for the service's retry budget (an OK call gives
 // tokens back, an idempotent method's UNAVAILABLE attempt takes one), and
 // load, when not nil, as the endpoint's load (an ORCA per-call report).
+//
+// gRPC takes a token only for an attempt it could retry, one that failed
+// before response headers; Done cannot tell, and takes one for every
+// UNAVAILABLE attempt of an idempotent method.
 //
 // Call Done once per Pick, and before RetryDelay for the same attempt:
 // Picked is a value, so Done cannot tell a second call from the first
