@@ -1,41 +1,41 @@
 package proxy
 
 import (
-	"context"
+	"crypto/tls"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/routing"
 )
 
-// A Director chooses the connection that carries a call to fullMethod
-// ("/pkg.Service/Method"). ctx is the incoming call's context, with its
-// metadata and deadline. The error it returns ends the call before any
-// backend sees it, so it must be a status error with the code the client
-// should get. The connection is not closed by the proxy.
-type Director func(ctx context.Context, fullMethod string) (grpc.ClientConnInterface, error)
-
-// Router is what the proxy needs from routing: a connection per service,
-// and the list of services it routes to.
+// Router is what the proxy needs from routing: an endpoint per call, a
+// connection per service for reflection, the list of services, and the
+// retry rules.
 type Router interface {
+	// Pick places one attempt of a call of fullMethod of service on an
+	// endpoint (see routing.Router.Pick): a status error with the code the
+	// client should get when it cannot (codes.Unimplemented for a service
+	// nobody serves, codes.Unavailable for one without endpoints). skip
+	// rules out addresses the proxy cannot reach now.
+	Pick(service, fullMethod string, header metadata.MD, skip func(addr string) bool) (routing.Picked, error)
 	// Conn returns the connection that balances calls to the service (e.g.
-	// "pkg.Service"), or a status error (codes.Unimplemented for a service
-	// nobody serves).
+	// "pkg.Service"), or a status error: reflection asks backends through
+	// it.
 	Conn(service string) (grpc.ClientConnInterface, error)
 	// Services lists the routed services, for reflection.
 	Services() []string
-}
-
-// RouterDirector directs each call to the connection of its service.
-func RouterDirector(r Router) Director {
-	return func(_ context.Context, fullMethod string) (grpc.ClientConnInterface, error) {
-		service, _, err := SplitMethod(fullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return r.Conn(service)
-	}
+	// ServiceTLS is the client TLS of the service's backends, nil for
+	// plaintext.
+	ServiceTLS(service string) *tls.Config
+	// RetryDelay says whether an attempt of fullMethod that failed with
+	// UNAVAILABLE before the backend answered may be sent again, and
+	// after how long (see routing.Router.RetryDelay).
+	RetryDelay(service, fullMethod string, attempts int) (time.Duration, bool)
 }
 
 // SplitMethod splits "/pkg.Service/Method" into its service and method

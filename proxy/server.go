@@ -2,21 +2,22 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed calls
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	rpbalpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/stats"
 
 	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
+	"github.com/quaestor-go/quaestor/proxy/internal/frames"
 )
 
 // Options configure a Server.
@@ -26,14 +27,17 @@ type Options struct {
 	Config Config
 	// Router supplies the backend connections. Required.
 	Router Router
-	// Director overrides how calls are mapped to connections. Default:
-	// RouterDirector(Router).
-	Director Director
-	// ServerOptions are added to the gRPC server's (credentials, ...).
+	// ServerOptions are added to the gRPC server of the proxy's own
+	// services (health, reflection, discovery, Register's).
 	ServerOptions []grpc.ServerOption
-	// StatsHandler, when set, sees every call the server handles (as
-	// grpc.StatsHandler): forwarded or the proxy's own, for metrics.
+	// StatsHandler, when set, sees the calls of the proxy's own services
+	// (as grpc.StatsHandler).
 	StatsHandler stats.Handler
+	// ObserveCall, when set, is called as every call starts, forwarded
+	// or to the proxy's own services, with its method
+	// ("/pkg.Service/Method"); the function it returns, when not nil, is
+	// called once as the call ends. For metrics.
+	ObserveCall func(fullMethod string) func(CallResult)
 	// Locator, when set, answers the look-aside discovery RPCs
 	// (Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc) on the proxy's port.
 	Locator Locator
@@ -53,13 +57,17 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Server is the proxy's gRPC server.
+// Server is the proxy: a forwarding engine serving clients, and an
+// in-process gRPC server for the proxy's own services.
 type Server struct {
 	cfg         Config
 	beforeDrain func()
-	grpc        *grpc.Server
+	engine      *frames.Engine
+	own         *grpc.Server
+	ownLis      *localListener
+	ownDone     chan struct{}
+	startOwn    sync.Once
 	health      *healthServer
-	forwarder   *forwarder
 	conns       *connLimiter
 	logger      *slog.Logger
 }
@@ -72,9 +80,6 @@ func NewServer(opts Options) (*Server, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	if opts.Director == nil {
-		opts.Director = RouterDirector(opts.Router)
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -83,64 +88,107 @@ func NewServer(opts Options) (*Server, error) {
 		beforeDrain: opts.BeforeDrain,
 		logger:      opts.Logger,
 		conns:       newConnLimiter(opts.Config, opts.Logger),
-		forwarder: &forwarder{
-			director:       opts.Director,
-			codec:          newFrameCodec(),
-			maxMessageSize: opts.Config.MaxMessageSize,
-			accessLog:      opts.Config.AccessLog,
-			logger:         opts.Logger,
-		},
+		ownLis:      newLocalListener(),
+		ownDone:     make(chan struct{}),
 	}
-	var base []grpc.ServerOption
+	var tlsConfig *tls.Config
 	if opts.Config.TLS.Enabled() {
-		tlsConfig, err := opts.Config.TLS.ServerTLS()
-		if err != nil {
+		var err error
+		if tlsConfig, err = opts.Config.TLS.ServerTLS(); err != nil {
 			return nil, fmt.Errorf("proxy: proxy.tls: %w", err)
 		}
-		base = append(base, grpc.Creds(credentials.NewTLS(tlsConfig)))
+		tlsConfig = tlsConfig.Clone()
+		tlsConfig.NextProtos = []string{"h2"}
 	}
-	if opts.TracerProvider != nil {
-		base = append(base, serverTracing(opts.TracerProvider))
-	}
-	serverOpts := append(base, []grpc.ServerOption{
-		grpc.ForceServerCodecV2(s.forwarder.codec),
-		grpc.UnknownServiceHandler(s.forwarder.handle),
+	serverOpts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(opts.Config.MaxMessageSize),
 		grpc.MaxSendMsgSize(opts.Config.MaxMessageSize),
-	}...)
-	serverOpts = append(serverOpts, opts.Config.limitOptions()...)
+	}
 	serverOpts = append(serverOpts, opts.ServerOptions...)
 	if opts.StatsHandler != nil {
 		serverOpts = append(serverOpts, grpc.StatsHandler(opts.StatsHandler))
 	}
-	s.grpc = grpc.NewServer(serverOpts...)
+	s.own = grpc.NewServer(serverOpts...)
 	if opts.Locator != nil {
 		if opts.Scope == "" {
 			opts.Scope = "default"
 		}
-		sdpb.RegisterServiceDiscoveryGrpcServer(s.grpc, &discoveryServer{scope: opts.Scope, locator: opts.Locator})
+		sdpb.RegisterServiceDiscoveryGrpcServer(s.own, &discoveryServer{scope: opts.Scope, locator: opts.Locator})
 	}
 	if opts.Register != nil {
-		opts.Register(s.grpc)
+		opts.Register(s.own)
 	}
-	var own []string
-	for name := range s.grpc.GetServiceInfo() {
-		own = append(own, name)
+	var ownNames []string
+	for name := range s.own.GetServiceInfo() {
+		ownNames = append(ownNames, name)
 	}
-	s.health = newHealthServer(own...)
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health = newHealthServer(ownNames...)
+	healthpb.RegisterHealthServer(s.own, s.health)
 	refl := &reflectionProxy{router: opts.Router}
-	rpb.RegisterServerReflectionServer(s.grpc, reflectionV1{p: refl})
-	rpbalpha.RegisterServerReflectionServer(s.grpc, reflectionV1Alpha{p: refl})
-	refl.describeLocal(s.grpc)
+	rpb.RegisterServerReflectionServer(s.own, reflectionV1{p: refl})
+	rpbalpha.RegisterServerReflectionServer(s.own, reflectionV1Alpha{p: refl})
+	refl.describeLocal(s.own)
+
+	router := &callRouter{
+		router:    opts.Router,
+		own:       make(map[string]bool),
+		accessLog: opts.Config.AccessLog,
+		observe:   opts.ObserveCall,
+		logger:    opts.Logger,
+	}
+	for name := range s.own.GetServiceInfo() {
+		router.own[name] = true
+	}
+	if opts.TracerProvider != nil {
+		router.tracer = opts.TracerProvider.Tracer("github.com/quaestor-go/quaestor/proxy")
+	}
+	engine, err := frames.New(frames.Config{
+		Router:                router,
+		Observe:               router.Observe,
+		RetryDelay:            router.RetryDelay,
+		MaxMessageSize:        opts.Config.MaxMessageSize,
+		MaxConcurrentStreams:  uint32(opts.Config.MaxConcurrentStreams),
+		MaxHeaderListSize:     uint32(opts.Config.MaxHeaderListSize),
+		ConnectionTimeout:     opts.Config.ConnectionTimeout,
+		TLS:                   tlsConfig,
+		Keepalive:             frames.Keepalive(opts.Config.Keepalive),
+		MaxConnectionIdle:     opts.Config.MaxConnectionIdle,
+		MaxConnectionAge:      opts.Config.MaxConnectionAge,
+		MaxConnectionAgeGrace: opts.Config.MaxConnectionAgeGrace,
+		Logger:                opts.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	s.engine = engine
+	router.engine = engine
+	router.local = engine.Backend("quaestor-local", s.ownLis.dial, nil)
 	return s, nil
+}
+
+// serveOwn starts the in-process server of the proxy's own services.
+func (s *Server) serveOwn() {
+	s.startOwn.Do(func() {
+		go func() {
+			defer close(s.ownDone)
+			_ = s.own.Serve(s.ownLis)
+		}()
+	})
+}
+
+// stopOwn stops the own services' server, once the engine is done with it.
+func (s *Server) stopOwn() {
+	s.startOwn.Do(func() { close(s.ownDone) }) // never started
+	s.own.Stop()
+	<-s.ownDone
 }
 
 // Serve accepts connections on lis until the server stops; it returns nil
 // after a drain or stop.
 func (s *Server) Serve(lis net.Listener) error {
 	s.logger.Info("proxy: serving", "addr", lis.Addr().String())
-	if err := s.grpc.Serve(s.conns.listener(lis)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+	s.serveOwn()
+	if err := s.engine.Serve(s.conns.listener(lis)); err != nil {
 		return fmt.Errorf("proxy: serving on %s: %w", lis.Addr(), err)
 	}
 	return nil
@@ -153,7 +201,7 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 	go func() { served <- s.Serve(lis) }()
 	select {
 	case err := <-served:
-		s.grpc.Stop()
+		s.Stop()
 		return err
 	case <-ctx.Done():
 	}
@@ -169,34 +217,27 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 // saying how many calls were cut short, if any were.
 func (s *Server) Drain(ctx context.Context) error {
 	s.health.drain()
-	s.logger.Info("proxy: draining", "in_flight", s.forwarder.inFlight.Load())
+	s.logger.Info("proxy: draining", "in_flight", s.engine.InFlight())
 	if s.beforeDrain != nil {
 		s.beforeDrain()
 	}
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-		s.logger.Info("proxy: drained")
-		return nil
-	case <-ctx.Done():
+	err := s.engine.Shutdown(ctx)
+	s.stopOwn()
+	if err != nil {
+		return fmt.Errorf("proxy: drain timed out: %w", err)
 	}
-	cut := s.forwarder.inFlight.Load()
-	s.grpc.Stop()
-	<-stopped
-	return fmt.Errorf("proxy: drain timed out: %d calls in flight were cancelled", cut)
+	s.logger.Info("proxy: drained")
+	return nil
 }
 
 // Stop closes every connection and cancels every call at once.
 func (s *Server) Stop() {
 	s.health.drain()
-	s.grpc.Stop()
+	s.engine.Close()
+	s.stopOwn()
 }
 
 // InFlight returns the number of calls being forwarded now.
 func (s *Server) InFlight() int64 {
-	return s.forwarder.inFlight.Load()
+	return s.engine.InFlight()
 }

@@ -145,6 +145,12 @@ func (r *Router) Conn(service string) (grpc.ClientConnInterface, error) {
 	return sc.cc, nil
 }
 
+// ServiceTLS returns the client TLS of the backends of service, nil for
+// plaintext.
+func (r *Router) ServiceTLS(service string) *tls.Config {
+	return r.opts.ServiceTLS[service]
+}
+
 // Services returns the services the router can route to, sorted.
 func (r *Router) Services() []string {
 	return r.opts.Table.Services()

@@ -271,7 +271,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	proxyMetrics := admin.NewProxyMetrics()
 	s.metrics.MustRegister(proxyMetrics)
 	srv, err := proxy.NewServer(proxy.Options{
-		ServerOptions:  proxyMetrics.ServerOptions(),
+		ObserveCall:    proxyMetrics.ObserveCall,
 		Config:         s.cfg.Proxy,
 		Router:         router,
 		Locator:        router,

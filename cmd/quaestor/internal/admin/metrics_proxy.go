@@ -1,16 +1,12 @@
 package admin
 
 import (
-	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/quaestor-go/quaestor/proxy"
 )
@@ -162,85 +158,24 @@ func (mm *methodMetrics) finished(code codes.Code) {
 	(*counter).Inc()
 }
 
-// ServerOptions install the metrics on a gRPC server (pass them in
-// proxy.Options.ServerOptions): a stream interceptor, which gRPC also
-// applies to the UnknownServiceHandler and so to every forwarded call,
-// and a unary interceptor for the server's own unary methods (health
-// Check, look-aside discovery).
-//
-// Interceptors, not a stats.Handler: with any stats handler installed,
-// gRPC builds an event for every header, message and end of every call,
-// which cost the proxy about 25 allocations and 2 KiB per unary call (see
-// bench/optimizations.md); the interceptors cost one small struct per
-// stream and nothing per unary call.
-func (m *ProxyMetrics) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.ChainStreamInterceptor(m.interceptStream),
-		grpc.ChainUnaryInterceptor(m.interceptUnary),
-	}
-}
-
-// interceptStream counts a streaming call, forwarded ones included: in
-// flight while its handler runs, the messages it receives and sends, its
-// duration and the status code its handler returns. gRPC writes the
-// status after the interceptor returns, so a client that has the status
-// sees the call counted.
-func (m *ProxyMetrics) interceptStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	mm := m.lookup(info.FullMethod)
+// ObserveCall counts a call through the proxy, forwarded or to its own
+// services (pass it as proxy.Options.ObserveCall): in flight until it
+// ends, then its duration, status code, and the messages it received and
+// sent. The proxy calls the function returned as the call ends, before
+// the client can see its status.
+func (m *ProxyMetrics) ObserveCall(fullMethod string) func(proxy.CallResult) {
+	mm := m.lookup(fullMethod)
 	mm.inFlight.Inc()
-	start := time.Now()
-	err := handler(srv, &countingStream{ServerStream: ss, mm: mm})
-	mm.ended(start, err)
-	return err
+	return mm.ended
 }
 
-// interceptUnary counts a unary call: its request is received by the
-// time the interceptor runs (gRPC decodes it first, and does not call the
-// interceptor for a request it cannot decode), and its response is sent
-// when the handler succeeds.
-func (m *ProxyMetrics) interceptUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	mm := m.lookup(info.FullMethod)
-	mm.inFlight.Inc()
-	mm.received.Inc()
-	start := time.Now()
-	resp, err := handler(ctx, req)
-	if err == nil {
-		mm.sent.Inc()
-	}
-	mm.ended(start, err)
-	return resp, err
-}
-
-// ended counts the end of a call that started at start and whose handler
-// returned err.
-func (mm *methodMetrics) ended(start time.Time, err error) {
+// ended counts the end of a call.
+func (mm *methodMetrics) ended(res proxy.CallResult) {
 	mm.inFlight.Dec()
-	mm.duration.Observe(time.Since(start).Seconds())
-	mm.finished(status.Code(err))
-}
-
-// countingStream counts the messages a stream receives and sends.
-type countingStream struct {
-	grpc.ServerStream
-	mm *methodMetrics
-}
-
-// RecvMsg counts a message received; io.EOF and errors are not messages.
-func (s *countingStream) RecvMsg(msg any) error {
-	err := s.ServerStream.RecvMsg(msg)
-	if err == nil {
-		s.mm.received.Inc()
-	}
-	return err
-}
-
-// SendMsg counts a message sent.
-func (s *countingStream) SendMsg(msg any) error {
-	err := s.ServerStream.SendMsg(msg)
-	if err == nil {
-		s.mm.sent.Inc()
-	}
-	return err
+	mm.duration.Observe(res.Duration.Seconds())
+	mm.received.Add(float64(res.Received))
+	mm.sent.Add(float64(res.Sent))
+	mm.finished(res.Code)
 }
 
 // Describe sends the descriptors of every series.

@@ -1,0 +1,443 @@
+package frames
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// Windows the proxy advertises on every connection, both sides. The
+// connection window is given back as DATA is read, so it only needs to
+// cover what is in flight; the stream window bounds what the proxy holds
+// per stream when the other side of the call is slower.
+const (
+	streamWindow  = 512 << 10
+	connWindow    = 16 << 20
+	initialWindow = 65535 // HTTP/2's initial window, before SETTINGS
+	readBufSize   = 64 << 10
+	maxStreamID   = 1<<31 - 1
+	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
+	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
+	maxFrameSize = 16384
+)
+
+// conn is one HTTP/2 connection: a client's (the proxy serves it) or a
+// backend's (the proxy is its client).
+type conn struct {
+	e  *Engine
+	nc net.Conn
+	w  *writer
+	br *bufio.Reader
+	fr *http2.Framer
+	// backend is set on backend connections.
+	backend *Backend
+
+	mu      sync.Mutex
+	streams map[uint32]*call
+	// peerInitialWin is the peer's SETTINGS_INITIAL_WINDOW_SIZE: the send
+	// window of each new stream.
+	peerInitialWin int64
+	closed         bool
+	// goingAway: no new streams (a GOAWAY was sent or received).
+	goingAway bool
+	// lastPeerStream is the highest stream the client opened.
+	lastPeerStream uint32
+	// nextID is the next stream a backend connection opens.
+	nextID uint32
+	// peerMaxStreams is the peer's SETTINGS_MAX_CONCURRENT_STREAMS.
+	peerMaxStreams uint32
+	// closeWhenIdle: the connection closes when its last stream ends.
+	idleClose bool
+	// goAwaySent: the peer was sent a GOAWAY, which should reach it
+	// before the connection closes.
+	goAwaySent bool
+	done       chan struct{}
+	// settled is closed when the peer's first SETTINGS frame arrives: a
+	// backend that sent none is not speaking HTTP/2 (yet).
+	settled     chan struct{}
+	settledOnce sync.Once
+
+	// sendWin (the peer's connection window) and blocked (the halves
+	// waiting for it, or for writer room) are guarded by w.mu.
+	sendWin int64
+	blocked []*half
+
+	timers connTimers
+
+	// recvOwed is connection window owed to the peer; rb is the
+	// reader's batch. Reader only.
+	recvOwed uint32
+	rb       batch
+}
+
+func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
+	c := &conn{
+		e:              e,
+		nc:             nc,
+		w:              newWriter(nc),
+		backend:        backend,
+		streams:        make(map[uint32]*call),
+		peerInitialWin: initialWindow,
+		sendWin:        initialWindow,
+		peerMaxStreams: ^uint32(0),
+		nextID:         1,
+		done:           make(chan struct{}),
+		settled:        make(chan struct{}),
+	}
+	c.w.drained = func() { c.wakeBlocked(nil) }
+	c.br = bufio.NewReaderSize(nc, readBufSize)
+	c.fr = http2.NewFramer(nil, c.br)
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.MaxHeaderListSize = e.cfg.MaxHeaderListSize
+	c.fr.SetReuseFrames()
+	c.fr.SetMaxReadFrameSize(maxFrameSize)
+	return c
+}
+
+// writeSettings sends the proxy's SETTINGS and connection window.
+func (c *conn) writeSettingsLocked() {
+	settings := []http2.Setting{
+		{ID: http2.SettingInitialWindowSize, Val: streamWindow},
+		{ID: http2.SettingMaxHeaderListSize, Val: c.e.cfg.MaxHeaderListSize},
+	}
+	if c.backend == nil {
+		settings = append(settings, http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.e.cfg.MaxConcurrentStreams})
+	} else {
+		settings = append(settings, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
+	}
+	c.w.settingsLocked(settings...)
+	c.w.windowUpdateLocked(0, connWindow-initialWindow)
+}
+
+// start runs the connection's writer and reader.
+func (c *conn) start() {
+	c.e.wg.Add(2)
+	go func() {
+		defer c.e.wg.Done()
+		if err := c.w.loop(); err != nil {
+			c.fail(err)
+		}
+	}()
+	go func() {
+		defer c.e.wg.Done()
+		c.fail(c.readLoop())
+	}()
+}
+
+func (c *conn) readLoop() error {
+	defer c.rb.flush()
+	for {
+		if !c.frameBuffered() {
+			c.rb.flush()
+		}
+		f, err := c.fr.ReadFrame()
+		c.timers.read.Store(true)
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				c.onStreamError(se)
+				continue
+			}
+			var ce http2.ConnectionError
+			switch {
+			case errors.As(err, &ce):
+				c.goAway(http2.ErrCode(ce), err.Error())
+			case errors.Is(err, http2.ErrFrameTooLarge):
+				c.goAway(http2.ErrCodeFrameSize, err.Error())
+			}
+			return err
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			if err := c.onHeaders(f); err != nil {
+				return err
+			}
+		case *http2.DataFrame:
+			c.onData(f)
+		case *http2.WindowUpdateFrame:
+			c.onWindowUpdate(f)
+		case *http2.RSTStreamFrame:
+			if call := c.lookup(f.StreamID); call != nil {
+				call.onReset(&c.rb, c, f.ErrCode)
+			}
+		case *http2.SettingsFrame:
+			if err := c.onSettings(f); err != nil {
+				return err
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				if c.backend == nil && !c.onClientPing() {
+					return errors.New("too many pings")
+				}
+				c.w.mu.Lock()
+				c.w.pingLocked(true, f.Data)
+				c.w.kickLocked(&c.rb)
+				c.w.mu.Unlock()
+			}
+		case *http2.GoAwayFrame:
+			c.onGoAway(f)
+		}
+	}
+}
+
+// frameBuffered reports whether a whole frame is in the read buffer, so
+// that reading it will not block.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < 9 {
+		return false
+	}
+	hdr, _ := c.br.Peek(9)
+	return n >= 9+(int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+}
+
+func (c *conn) lookup(id uint32) *call {
+	c.mu.Lock()
+	call := c.streams[id]
+	c.mu.Unlock()
+	return call
+}
+
+func (c *conn) onData(f *http2.DataFrame) {
+	if n := f.Header().Length; n > 0 {
+		c.recvOwed += n
+		if c.recvOwed >= connWindow/4 {
+			c.w.mu.Lock()
+			c.w.windowUpdateLocked(0, c.recvOwed)
+			c.w.kickLocked(&c.rb)
+			c.w.mu.Unlock()
+			c.recvOwed = 0
+		}
+	}
+	if call := c.lookup(f.StreamID); call != nil {
+		call.onData(&c.rb, c, f.Data(), f.StreamEnded(), f.Header().Length-uint32(len(f.Data())))
+	}
+}
+
+func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
+	if f.StreamID == 0 {
+		c.w.mu.Lock()
+		c.sendWin += int64(f.Increment)
+		c.w.mu.Unlock()
+		c.wakeBlocked(&c.rb)
+		return
+	}
+	if call := c.lookup(f.StreamID); call != nil {
+		call.onWindowUpdate(&c.rb, c, int64(f.Increment))
+	}
+}
+
+// wakeBlocked pushes the halves that waited for this connection's window
+// or writer room.
+func (c *conn) wakeBlocked(b *batch) {
+	c.w.mu.Lock()
+	blocked := c.blocked
+	c.blocked = nil
+	c.w.mu.Unlock()
+	for _, h := range blocked {
+		h.c.mu.Lock()
+		h.c.b = b
+		h.queued = false
+		h.pushLocked()
+		h.c.unlock()
+	}
+}
+
+func (c *conn) onSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		return nil
+	}
+	var delta int64
+	var changed bool
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingMaxFrameSize:
+			c.w.mu.Lock()
+			c.w.peerMaxFrame = s.Val
+			c.w.mu.Unlock()
+		case http2.SettingHeaderTableSize:
+			c.w.mu.Lock()
+			c.w.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			c.w.mu.Unlock()
+		case http2.SettingMaxConcurrentStreams:
+			c.mu.Lock()
+			c.peerMaxStreams = s.Val
+			c.mu.Unlock()
+		case http2.SettingInitialWindowSize:
+			c.mu.Lock()
+			delta += int64(s.Val) - c.peerInitialWin
+			c.peerInitialWin = int64(s.Val)
+			c.mu.Unlock()
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		c.goAway(http2.ErrCodeProtocol, err.Error())
+		return err
+	}
+	var calls []*call
+	if changed && delta != 0 {
+		// The streams open now change by delta; streams opened from here
+		// on start from the new value.
+		c.mu.Lock()
+		calls = make([]*call, 0, len(c.streams))
+		for _, call := range c.streams {
+			calls = append(calls, call)
+		}
+		c.mu.Unlock()
+	}
+	c.w.mu.Lock()
+	c.w.settingsAckLocked()
+	c.w.kickLocked(&c.rb)
+	c.w.mu.Unlock()
+	c.settledOnce.Do(func() { close(c.settled) })
+	for _, call := range calls {
+		call.onWindowUpdate(&c.rb, c, delta)
+	}
+	return nil
+}
+
+func (c *conn) onStreamError(se http2.StreamError) {
+	c.w.mu.Lock()
+	c.w.rstStreamLocked(se.StreamID, se.Code)
+	c.w.flushLocked()
+	c.w.mu.Unlock()
+	if call := c.lookup(se.StreamID); call != nil {
+		call.onReset(&c.rb, c, se.Code)
+	}
+}
+
+// goAway tells the peer the connection ends, with the last stream the
+// proxy processed.
+func (c *conn) goAway(code http2.ErrCode, debug string) {
+	c.mu.Lock()
+	c.goingAway = true
+	c.goAwaySent = true
+	last := c.lastPeerStream
+	c.mu.Unlock()
+	c.w.mu.Lock()
+	c.w.goAwayLocked(last, code, debug)
+	c.w.flushLocked()
+	c.w.mu.Unlock()
+}
+
+func (c *conn) onGoAway(f *http2.GoAwayFrame) {
+	if f.ErrCode != http2.ErrCodeNo {
+		c.e.logger.Warn("proxy: peer sent GOAWAY", "addr", c.nc.RemoteAddr().String(), "code", f.ErrCode.String(), "debug", string(f.DebugData()))
+	}
+	c.mu.Lock()
+	c.goingAway = true
+	var unprocessed []*call
+	if c.backend != nil {
+		for id, call := range c.streams {
+			if id > f.LastStreamID {
+				unprocessed = append(unprocessed, call)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if c.backend != nil {
+		c.backend.forget(c)
+	}
+	for _, call := range unprocessed {
+		call.onLost(&c.rb, c, errors.New("the backend is going away (GOAWAY) and did not process the call"), true)
+	}
+}
+
+// fail ends the connection and every call on it.
+func (c *conn) fail(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	streams := c.streams
+	c.streams = nil
+	flushFirst := c.goAwaySent
+	c.mu.Unlock()
+	c.stopTimers()
+	c.w.close()
+	if flushFirst {
+		// Let the GOAWAY go out, unless the peer does not read.
+		select {
+		case <-c.w.stopped:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	_ = c.nc.Close()
+	close(c.done)
+	c.e.untrack(c)
+	if c.backend != nil {
+		c.backend.forget(c)
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("connection closed")
+	}
+	for _, call := range streams {
+		call.onLost(nil, c, err, false)
+	}
+}
+
+// remove forgets stream id.
+func (c *conn) remove(id uint32) {
+	c.mu.Lock()
+	delete(c.streams, id)
+	if len(c.streams) == 0 {
+		c.timers.lastActive = time.Now()
+	}
+	idle := c.idleClose && len(c.streams) == 0 && !c.closed
+	c.mu.Unlock()
+	if idle {
+		c.closeAfterWrites()
+	}
+}
+
+// closeWhenIdle takes no new streams and closes the connection once the
+// streams open now have ended. A client is told with a GOAWAY.
+func (c *conn) closeWhenIdle() {
+	if c.backend == nil {
+		c.goAway(http2.ErrCodeNo, "")
+	}
+	c.mu.Lock()
+	c.goingAway = true
+	c.idleClose = true
+	idle := len(c.streams) == 0 && !c.closed
+	c.mu.Unlock()
+	if idle {
+		c.closeAfterWrites()
+	}
+}
+
+// closeAfterWrites closes the connection once what is buffered is
+// written.
+func (c *conn) closeAfterWrites() {
+	c.e.wg.Add(1)
+	go func() {
+		defer c.e.wg.Done()
+		c.w.close()
+		select {
+		case <-c.w.stopped:
+		case <-time.After(time.Second):
+		}
+		c.fail(errors.New("connection closed by the proxy"))
+	}()
+}
+
+// rst resets stream id; b is the caller's batch, if any.
+func (c *conn) rst(b *batch, id uint32, code http2.ErrCode) {
+	c.w.mu.Lock()
+	c.w.rstStreamLocked(id, code)
+	c.w.kickLocked(b)
+	c.w.mu.Unlock()
+}

@@ -1,0 +1,489 @@
+package frames
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// Router places each call. Required.
+	Router Router
+	// MaxMessageSize is the largest gRPC message forwarded either way.
+	MaxMessageSize int
+	// MaxConcurrentStreams is advertised to clients, and enforced.
+	MaxConcurrentStreams uint32
+	// MaxHeaderListSize bounds a header block, as HTTP/2 counts it.
+	MaxHeaderListSize uint32
+	// ConnectionTimeout bounds a client connection's TLS handshake,
+	// preface and first SETTINGS.
+	ConnectionTimeout time.Duration
+	// DialTimeout bounds a backend connection's dial and handshake.
+	DialTimeout time.Duration
+	// TLS, when set, serves clients over TLS.
+	TLS *tls.Config
+	// Keepalive sets the pings on client connections.
+	Keepalive Keepalive
+	// MaxConnectionIdle, when set, sends away (GOAWAY) a client
+	// connection without a call for that long; MaxConnectionAge one that
+	// old, whose calls then have MaxConnectionAgeGrace (0: as long as they
+	// need) to end.
+	MaxConnectionIdle, MaxConnectionAge, MaxConnectionAgeGrace time.Duration
+	// Observe, when set, is called as each call starts (it may edit
+	// r.Header: the backend gets it as Observe leaves it); the function it
+	// returns, when not nil, gets the call's result.
+	Observe func(r *Request) func(Result)
+	// RetryDelay, when set, decides whether an attempt that failed with
+	// UNAVAILABLE before the backend answered may be sent again, to
+	// another backend, and after how long; attempts counts the attempts
+	// made. Without it, only calls that never reached a backend are
+	// retried.
+	RetryDelay func(r *Request, attempts int) (time.Duration, bool)
+	// Logger receives connection events.
+	Logger *slog.Logger
+}
+
+// Request is a call as routing sees it.
+type Request struct {
+	// Method is the call's path, "/package.Service/Method".
+	Method string
+	// Header is the client's request metadata (no pseudo-headers).
+	Header []hpack.HeaderField
+	// Client is the client's address.
+	Client net.Addr
+	// Attempt counts the call's earlier attempts (0 for the first);
+	// Tried are their backends, which a retry should avoid.
+	Attempt int
+	Tried   []*Backend
+}
+
+// Route is where an attempt of a call goes.
+type Route struct {
+	Backend *Backend
+	// Done, when set, is called once with the attempt's result: the
+	// call's, or, for an attempt that is retried, UNAVAILABLE.
+	Done func(Result)
+}
+
+// Result is how a call ended.
+type Result struct {
+	Status   Status
+	Duration time.Duration
+	// MessagesIn and BytesIn count the request messages and their bytes
+	// (gRPC framing included) read from the client, MessagesOut and
+	// BytesOut the responses read from the backend.
+	MessagesIn, MessagesOut int64
+	BytesIn, BytesOut       int64
+	// Trailer is the backend's trailers, when it sent them.
+	Trailer []hpack.HeaderField
+	// Backend is the backend of the (last) attempt, nil when the call
+	// was never routed.
+	Backend *Backend
+}
+
+// A Router places calls. An error (a gRPC status error) is the call's
+// status; the call never reaches a backend, and the Route's Done, when
+// set, still sees its result. Route may edit r.Header in place or
+// replace it: the backend gets r.Header as Route leaves it.
+type Router interface {
+	Route(r *Request) (Route, error)
+}
+
+// Engine forwards gRPC calls between client and backend HTTP/2
+// connections frame by frame.
+type Engine struct {
+	cfg    Config
+	logger *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	inFlight atomic.Int64
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	backends map[string]*Backend
+	// closing: no new client connections; closed: no connections at all.
+	closing, closed bool
+	lis             []net.Listener
+}
+
+// New returns an engine; it serves once Serve is called.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Router == nil {
+		return nil, errors.New("frames: Config.Router is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = ^uint32(0)
+	}
+	if cfg.MaxHeaderListSize == 0 {
+		cfg.MaxHeaderListSize = 16 << 20
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 10 * time.Second
+	}
+	if cfg.ConnectionTimeout == 0 {
+		cfg.ConnectionTimeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}, nil
+}
+
+// Backend returns the backend of key, made with dial (and tlsConfig, when
+// not nil) the first time.
+func (e *Engine) Backend(key string, dial func(context.Context) (net.Conn, error), tlsConfig *tls.Config) *Backend {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	b, ok := e.backends[key]
+	if !ok {
+		b = &Backend{e: e, addr: key, dial: dial, tls: tlsConfig}
+		e.backends[key] = b
+	}
+	return b
+}
+
+// LookupBackend returns the backend of key, or nil.
+func (e *Engine) LookupBackend(key string) *Backend {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.backends[key]
+}
+
+// RemoveBackend forgets the backend of key: its connections close once
+// their calls end.
+func (e *Engine) RemoveBackend(key string) {
+	e.mu.Lock()
+	b, ok := e.backends[key]
+	delete(e.backends, key)
+	e.mu.Unlock()
+	if ok {
+		b.close()
+	}
+}
+
+// InFlight returns the number of calls being forwarded.
+func (e *Engine) InFlight() int64 { return e.inFlight.Load() }
+
+// track adds c to the engine's connections; false when closing.
+func (e *Engine) track(c *conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed || e.closing && c.backend == nil {
+		return false
+	}
+	e.conns[c] = struct{}{}
+	return true
+}
+
+func (e *Engine) untrack(c *conn) {
+	e.mu.Lock()
+	delete(e.conns, c)
+	e.mu.Unlock()
+}
+
+// Serve accepts client connections on lis until Shutdown or Close.
+func (e *Engine) Serve(lis net.Listener) error {
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return nil
+	}
+	e.lis = append(e.lis, lis)
+	e.mu.Unlock()
+	for {
+		nc, err := lis.Accept()
+		if err != nil {
+			e.mu.Lock()
+			closing := e.closing
+			e.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.serveConn(nc)
+		}()
+	}
+}
+
+// serveConn runs one client connection to its end.
+func (e *Engine) serveConn(nc net.Conn) {
+	_ = nc.SetDeadline(time.Now().Add(e.cfg.ConnectionTimeout))
+	if e.cfg.TLS != nil {
+		tc := tls.Server(nc, e.cfg.TLS)
+		if err := tc.Handshake(); err != nil {
+			e.logger.Debug("proxy: TLS handshake failed", "client", nc.RemoteAddr().String(), "error", err)
+			_ = nc.Close()
+			return
+		}
+		nc = tc
+	}
+	c := newConn(e, nc, nil)
+	preface := make([]byte, len(clientPreface))
+	if _, err := io.ReadFull(c.br, preface); err != nil || string(preface) != clientPreface {
+		e.logger.Debug("proxy: client sent no HTTP/2 preface", "client", nc.RemoteAddr().String())
+		_ = nc.Close()
+		return
+	}
+	if !e.track(c) {
+		_ = nc.Close()
+		return
+	}
+	c.w.mu.Lock()
+	c.writeSettingsLocked()
+	c.w.flushLocked()
+	c.w.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if err := c.w.loop(); err != nil {
+			c.fail(err)
+		}
+	}()
+	f, err := c.fr.ReadFrame()
+	sf, ok := f.(*http2.SettingsFrame)
+	if err != nil || !ok || sf.IsAck() {
+		c.goAway(http2.ErrCodeProtocol, "the first frame must be SETTINGS")
+		c.fail(fmt.Errorf("no SETTINGS frame first: %v", err))
+		return
+	}
+	if err := c.onSettings(sf); err != nil {
+		c.fail(err)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c.startTimers()
+	c.fail(c.readLoop())
+}
+
+// onNewStream starts a call for a client's HEADERS frame.
+func (c *conn) onClientHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	c.mu.Lock()
+	if id <= c.lastPeerStream {
+		call := c.streams[id]
+		c.mu.Unlock()
+		if call != nil {
+			call.onHeaders(&c.rb, c, f.Fields, f.StreamEnded())
+		}
+		return nil
+	}
+	if id%2 == 0 {
+		c.mu.Unlock()
+		c.goAway(http2.ErrCodeProtocol, "client opened an even stream")
+		return fmt.Errorf("client opened stream %d", id)
+	}
+	c.lastPeerStream = id
+	if c.goingAway || c.closed || uint32(len(c.streams)) >= c.e.cfg.MaxConcurrentStreams {
+		c.mu.Unlock()
+		c.rst(&c.rb, id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	call := &call{e: c.e, client: c, cid: id, start: time.Now()}
+	c.timers.pingStrikes = 0
+	call.up = half{c: call, src: c, srcID: id}
+	call.down = half{c: call, dst: c, dstID: id, sendWin: c.peerInitialWin}
+	c.streams[id] = call
+	c.mu.Unlock()
+	c.e.inFlight.Add(1)
+	c.e.startCall(call, f)
+	return nil
+}
+
+// onHeaders dispatches a HEADERS frame.
+func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+	if c.backend == nil {
+		return c.onClientHeaders(f)
+	}
+	if call := c.lookup(f.StreamID); call != nil {
+		call.onHeaders(&c.rb, c, f.Fields, f.StreamEnded())
+	}
+	return nil
+}
+
+// startCall checks a new call's headers, routes it and opens it.
+func (e *Engine) startCall(c *call, f *http2.MetaHeadersFrame) {
+	c.mu.Lock()
+	defer c.unlock()
+	c.b = &c.client.rb
+	var method, path, authority, contentType string
+	block := make([]hpack.HeaderField, 4, len(f.Fields)+2)
+	for _, hf := range f.Fields {
+		switch hf.Name {
+		case ":method":
+			method = hf.Value
+		case ":path":
+			path = hf.Value
+		case ":authority":
+			authority = hf.Value
+		case ":scheme":
+		case "content-type":
+			contentType = hf.Value
+			block = append(block, hf)
+		default:
+			if !hopByHop(hf.Name) && !strings.HasPrefix(hf.Name, ":") {
+				block = append(block, hf)
+			}
+		}
+	}
+	if f.StreamEnded() {
+		c.clientEnded = true
+		c.up.endPending = true
+	}
+	switch {
+	case f.Truncated:
+		// As gRPC does: the header list decodes to more than
+		// SETTINGS_MAX_HEADER_LIST_SIZE allows.
+		e.logger.Debug("proxy: request metadata larger than proxy.max_header_list_size: stream reset",
+			"client", c.client.nc.RemoteAddr().String(), "max_header_list_size", e.cfg.MaxHeaderListSize)
+		c.client.rst(c.b, c.cid, http2.ErrCodeFrameSize)
+		c.abortLocked(Status{Code: codes.ResourceExhausted, Message: "quaestor: request metadata larger than proxy.max_header_list_size"})
+		return
+	case method != "POST":
+		c.failLocked(Status{Code: codes.Unimplemented, Message: fmt.Sprintf("quaestor: HTTP method %q, gRPC calls are POST", method)})
+		return
+	case !isGRPCContentType(contentType):
+		c.failLocked(Status{Code: codes.Unimplemented, Message: fmt.Sprintf("quaestor: content-type %q is not gRPC", contentType)})
+		return
+	}
+	if addr := c.client.nc.RemoteAddr(); addr != nil {
+		if host := clientHost(addr); host != "" {
+			block = append(block, hpack.HeaderField{Name: "x-forwarded-for", Value: host})
+		}
+	}
+	block[0] = hpack.HeaderField{Name: ":method", Value: "POST"}
+	block[1] = hpack.HeaderField{Name: ":scheme", Value: "http"}
+	block[2] = hpack.HeaderField{Name: ":path", Value: path}
+	block[3] = hpack.HeaderField{Name: ":authority", Value: authority}
+	c.reqBlock = block
+	c.req = Request{Method: path, Header: block[4:], Client: c.client.nc.RemoteAddr()}
+	if e.cfg.Observe != nil {
+		c.observed = e.cfg.Observe(&c.req)
+		if h := c.req.Header; len(h) != len(block)-4 || len(h) > 0 && &h[0] != &block[4] {
+			// The observer edited the headers (tracing does).
+			c.reqBlock = append(block[:4:4], h...)
+		}
+	}
+	c.routeLocked()
+}
+
+// routeLocked routes an attempt of the call and opens it.
+func (c *call) routeLocked() {
+	route, err := c.e.cfg.Router.Route(&c.req)
+	c.route = route
+	if err != nil {
+		st := status.Convert(err)
+		c.failLocked(Status{Code: st.Code(), Message: st.Message()})
+		return
+	}
+	c.target = route.Backend
+	c.reqBlock[1].Value = "http"
+	if route.Backend.tls != nil {
+		c.reqBlock[1].Value = "https"
+	}
+	route.Backend.attachLocked(c)
+}
+
+func isGRPCContentType(ct string) bool {
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	return ok && (rest == "" || rest[0] == '+' || rest[0] == ';')
+}
+
+// clientHost is the host part of a client's address.
+func clientHost(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.Zone == "" {
+		return tcp.IP.String()
+	}
+	host, _, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	return host
+}
+
+func statusUnavailable(msg string) Status { return Status{Code: codes.Unavailable, Message: msg} }
+
+// Shutdown stops accepting connections, sends every client a GOAWAY and
+// waits until their calls end or ctx is done; then it closes everything.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	e.closing = true
+	for _, lis := range e.lis {
+		_ = lis.Close()
+	}
+	var clients []*conn
+	for c := range e.conns {
+		if c.backend == nil {
+			clients = append(clients, c)
+		}
+	}
+	e.mu.Unlock()
+	for _, c := range clients {
+		c.closeWhenIdle()
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+	for e.InFlight() > 0 {
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("%d calls in flight were cancelled", e.InFlight())
+		case <-tick.C:
+			continue
+		}
+		break
+	}
+	e.Close()
+	return err
+}
+
+// Close closes every connection at once and waits for the engine's
+// goroutines.
+func (e *Engine) Close() {
+	e.mu.Lock()
+	e.closing, e.closed = true, true
+	for _, lis := range e.lis {
+		_ = lis.Close()
+	}
+	conns := make([]*conn, 0, len(e.conns))
+	for c := range e.conns {
+		conns = append(conns, c)
+	}
+	backends := e.backends
+	e.backends = map[string]*Backend{}
+	e.mu.Unlock()
+	e.cancel()
+	for _, b := range backends {
+		b.close()
+	}
+	for _, c := range conns {
+		c.fail(errors.New("proxy stopped"))
+	}
+	e.wg.Wait()
+}

@@ -1,0 +1,297 @@
+package frames
+
+import (
+	"encoding/binary"
+	"net"
+	"sync"
+	"syscall"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// writer is a connection's outbound side: frames are appended to a buffer
+// under mu by whichever goroutine produces them, and one goroutine per
+// connection writes the buffer out. Frames produced while a write is under
+// way go out together in the next one, so a busy connection makes one
+// system call for many frames, and no producer ever blocks on the socket.
+type writer struct {
+	conn net.Conn
+
+	mu  sync.Mutex
+	buf []byte
+	// spare is the buffer the last write used, reused for the next.
+	spare []byte
+	// err is the error that ended the connection's writes, if one did.
+	err    error
+	closed bool
+	// drained is called, outside mu, when the buffer falls below
+	// lowWater after having been above highWater: senders of DATA that
+	// waited for room go on.
+	aboveHigh bool
+	drained   func()
+
+	// enc encodes header blocks into hbuf for this connection's peer.
+	enc  *hpack.Encoder
+	hbuf []byte
+
+	// peerMaxFrame is the largest frame payload the peer accepts.
+	peerMaxFrame uint32
+
+	kick chan struct{}
+	// inBatch: a batch will wake the loop.
+	inBatch bool
+	// sentData: DATA or HEADERS went out since the peer's last ping.
+	sentData bool
+	// writing: a write is under way, with mu released.
+	writing bool
+	// raw, when the connection has one, allows writes that do not block.
+	raw syscall.RawConn
+	// stopped is closed when loop returns.
+	stopped chan struct{}
+}
+
+// Buffer limits of a connection's outbound side: above highWater no more
+// DATA is taken in (it waits, counted against the windows of the streams
+// it came from, until the buffer falls below lowWater). Control frames
+// are always taken.
+const (
+	highWater = 1 << 20
+	lowWater  = 256 << 10
+	// maxSpare bounds the buffer kept between writes.
+	maxSpare = 256 << 10
+)
+
+func newWriter(conn net.Conn) *writer {
+	w := &writer{conn: conn, kick: make(chan struct{}, 1), stopped: make(chan struct{}), peerMaxFrame: 16384}
+	w.enc = hpack.NewEncoder((*hpackSink)(w))
+	if sc, ok := conn.(syscall.Conn); ok && canTryWrite {
+		if raw, err := sc.SyscallConn(); err == nil {
+			w.raw = raw
+		}
+	}
+	return w
+}
+
+// hpackSink lets the encoder append to hbuf.
+type hpackSink writer
+
+func (s *hpackSink) Write(p []byte) (int, error) {
+	s.hbuf = append(s.hbuf, p...)
+	return len(p), nil
+}
+
+// loop writes until the connection fails or close is called and the
+// buffer is empty. It returns the write error, if any.
+func (w *writer) loop() error {
+	defer close(w.stopped)
+	for range w.kick {
+		w.mu.Lock()
+		for len(w.buf) > 0 && w.err == nil && !w.writing {
+			w.writeLocked(false)
+		}
+		done := (w.closed && !w.writing) || w.err != nil
+		err := w.err
+		w.mu.Unlock()
+		if done {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLocked writes the buffer out, with mu released meanwhile. Unless
+// tryOnly, it blocks until all is written; tryOnly writes what the socket
+// takes without blocking (the write loop does the rest).
+func (w *writer) writeLocked(tryOnly bool) {
+	b := w.buf
+	// buf and spare must never share an array: b is written with mu
+	// released, while producers append to buf.
+	w.buf, w.spare = w.spare[:0], nil
+	w.writing = true
+	w.mu.Unlock()
+	var n int
+	var err error
+	if tryOnly {
+		n, err = tryWrite(w.raw, b)
+	} else {
+		n, err = w.conn.Write(b)
+	}
+	w.mu.Lock()
+	w.writing = false
+	if n < len(b) && err == nil {
+		// Put back what the socket did not take, before what came since.
+		rest := append(b[:0:0], b[n:]...)
+		w.buf = append(rest, w.buf...)
+		b = nil
+	}
+	if b != nil && cap(b) <= maxSpare {
+		w.spare = b[:0]
+	}
+	if err != nil {
+		w.err = err
+	}
+	if w.aboveHigh && len(w.buf) < lowWater {
+		w.aboveHigh = false
+		if w.drained != nil {
+			w.mu.Unlock()
+			w.drained()
+			w.mu.Lock()
+		}
+	}
+}
+
+// batch collects the writers a reader goroutine wrote to while handling
+// the frames of one read, and wakes them once that read is handled: the
+// frames one read produces for a connection go out in one write.
+type batch struct{ dirty []*writer }
+
+// kickLocked wakes w's write loop now, or when b is flushed; called with
+// w.mu held, after appending.
+func (w *writer) kickLocked(b *batch) {
+	if b == nil {
+		w.flushLocked()
+		return
+	}
+	if !w.inBatch {
+		w.inBatch = true
+		b.dirty = append(b.dirty, w)
+	}
+}
+
+// flush wakes the writers of the batch.
+func (b *batch) flush() {
+	for i, w := range b.dirty {
+		w.mu.Lock()
+		w.inBatch = false
+		if w.raw != nil && !w.writing && w.err == nil && len(w.buf) > 0 {
+			// The socket usually takes it all at once: write it from
+			// here, saving the write loop's wake-up.
+			w.writeLocked(true)
+		}
+		if len(w.buf) > 0 || w.err != nil || w.closed {
+			w.flushLocked()
+		}
+		w.mu.Unlock()
+		b.dirty[i] = nil
+	}
+	b.dirty = b.dirty[:0]
+}
+
+// flushLocked wakes the write loop. Called with mu held, after appending.
+func (w *writer) flushLocked() {
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+}
+
+// close makes the loop return once what is buffered is written.
+func (w *writer) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.flushLocked()
+	w.mu.Unlock()
+}
+
+// room returns how many more DATA bytes the buffer takes now; 0 marks the
+// writer as waiting for a drain.
+func (w *writer) roomLocked() int {
+	if len(w.buf) >= highWater {
+		w.aboveHigh = true
+		return 0
+	}
+	return highWater - len(w.buf)
+}
+
+func (w *writer) frameHeaderLocked(length int, typ http2.FrameType, flags http2.Flags, stream uint32) {
+	w.buf = append(w.buf, byte(length>>16), byte(length>>8), byte(length), byte(typ), byte(flags),
+		byte(stream>>24)&0x7f, byte(stream>>16), byte(stream>>8), byte(stream))
+}
+
+// dataLocked appends DATA frames carrying p, split at the peer's frame
+// size; endStream sets END_STREAM on the last.
+func (w *writer) dataLocked(stream uint32, p []byte, endStream bool) {
+	w.sentData = true
+	for {
+		n := min(len(p), int(w.peerMaxFrame))
+		var flags http2.Flags
+		if endStream && n == len(p) {
+			flags = http2.FlagDataEndStream
+		}
+		w.frameHeaderLocked(n, http2.FrameData, flags, stream)
+		w.buf = append(w.buf, p[:n]...)
+		p = p[n:]
+		if len(p) == 0 {
+			return
+		}
+	}
+}
+
+// headersLocked encodes fields and appends them as HEADERS and, when the
+// block is larger than a frame, CONTINUATION frames.
+func (w *writer) headersLocked(stream uint32, fields []hpack.HeaderField, endStream bool) {
+	w.sentData = true
+	w.hbuf = w.hbuf[:0]
+	for _, f := range fields {
+		_ = w.enc.WriteField(f) // writes to hbuf, cannot fail
+	}
+	block := w.hbuf
+	typ := http2.FrameHeaders
+	flags := http2.Flags(0)
+	if endStream {
+		flags |= http2.FlagHeadersEndStream
+	}
+	for first := true; first || len(block) > 0; first = false {
+		n := min(len(block), int(w.peerMaxFrame))
+		f := flags
+		if n == len(block) {
+			f |= http2.FlagHeadersEndHeaders
+		}
+		if !first {
+			typ = http2.FrameContinuation
+			f &^= http2.FlagHeadersEndStream
+		}
+		w.frameHeaderLocked(n, typ, f, stream)
+		w.buf = append(w.buf, block[:n]...)
+		block = block[n:]
+	}
+}
+
+func (w *writer) windowUpdateLocked(stream, incr uint32) {
+	w.frameHeaderLocked(4, http2.FrameWindowUpdate, 0, stream)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, incr&0x7fffffff)
+}
+
+func (w *writer) rstStreamLocked(stream uint32, code http2.ErrCode) {
+	w.frameHeaderLocked(4, http2.FrameRSTStream, 0, stream)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(code))
+}
+
+func (w *writer) pingLocked(ack bool, data [8]byte) {
+	var flags http2.Flags
+	if ack {
+		flags = http2.FlagPingAck
+	}
+	w.frameHeaderLocked(8, http2.FramePing, flags, 0)
+	w.buf = append(w.buf, data[:]...)
+}
+
+func (w *writer) settingsLocked(settings ...http2.Setting) {
+	w.frameHeaderLocked(6*len(settings), http2.FrameSettings, 0, 0)
+	for _, s := range settings {
+		w.buf = binary.BigEndian.AppendUint16(w.buf, uint16(s.ID))
+		w.buf = binary.BigEndian.AppendUint32(w.buf, s.Val)
+	}
+}
+
+func (w *writer) settingsAckLocked() {
+	w.frameHeaderLocked(0, http2.FrameSettings, http2.FlagSettingsAck, 0)
+}
+
+func (w *writer) goAwayLocked(lastStream uint32, code http2.ErrCode, debug string) {
+	w.frameHeaderLocked(8+len(debug), http2.FrameGoAway, 0, 0)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, lastStream&0x7fffffff)
+	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(code))
+	w.buf = append(w.buf, debug...)
+}

@@ -1,0 +1,264 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	v3orcapb "github.com/cncf/xds/go/xds/data/orca/v3"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/quaestor-go/quaestor/proxy/internal/frames"
+)
+
+// CallResult is how a call through the proxy ended, for metrics.
+type CallResult struct {
+	// Code is the status the client received.
+	Code codes.Code
+	// Duration runs from the call's headers to its end.
+	Duration time.Duration
+	// Received and Sent count the messages the proxy received from the
+	// client and sent it.
+	Received, Sent int64
+}
+
+// callRouter places the engine's calls: the proxy's own services on the
+// in-process server, every other service on an endpoint the Router picks.
+type callRouter struct {
+	router    Router
+	engine    *frames.Engine
+	own       map[string]bool
+	local     *frames.Backend
+	accessLog bool
+	observe   func(fullMethod string) func(CallResult)
+	tracer    trace.Tracer
+	logger    *slog.Logger
+	dialer    net.Dialer
+	// services maps a service name to its *serviceRoute.
+	services sync.Map
+}
+
+// Route places one attempt of a call: on the proxy's own server, or on
+// an endpoint the Router picks, passing over those the engine has no
+// connection to yet and those earlier attempts of the call tried.
+func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
+	service, _, err := SplitMethod(req.Method)
+	if err != nil {
+		return frames.Route{}, err
+	}
+	if r.own[service] {
+		return frames.Route{Backend: r.local}, nil
+	}
+	sr := r.service(service)
+	skip := sr.unready
+	if len(req.Tried) > 0 {
+		skip = func(addr string) bool {
+			for _, b := range req.Tried {
+				if b == sr.backend(addr) {
+					return true
+				}
+			}
+			return sr.unready(addr)
+		}
+	}
+	picked, err := r.router.Pick(service, req.Method, requestMetadata(req.Header), skip)
+	if err != nil {
+		return frames.Route{}, err
+	}
+	return frames.Route{
+		Backend: sr.backend(picked.Addr),
+		Done: func(res frames.Result) {
+			picked.Done(res.Status.Code, serverLoad(res.Trailer))
+		},
+	}, nil
+}
+
+// RetryDelay applies the Router's retry rules to a failed attempt.
+func (r *callRouter) RetryDelay(req *frames.Request, attempts int) (time.Duration, bool) {
+	service, _, err := SplitMethod(req.Method)
+	if err != nil || r.own[service] {
+		return 0, false
+	}
+	return r.router.RetryDelay(service, req.Method, attempts)
+}
+
+// Observe starts what watches a call: metrics, the access log, and the
+// spans of a forwarded call (whose context goes to the backend in the
+// request headers).
+func (r *callRouter) Observe(req *frames.Request) func(frames.Result) {
+	var observed func(CallResult)
+	if r.observe != nil {
+		observed = r.observe(req.Method)
+	}
+	var spans *callSpans
+	if r.tracer != nil {
+		if service, _, err := SplitMethod(req.Method); err == nil && !r.own[service] {
+			spans = r.startSpans(req, service)
+		}
+	}
+	if observed == nil && !r.accessLog && spans == nil {
+		return nil
+	}
+	return func(res frames.Result) {
+		if observed != nil {
+			observed(CallResult{Code: res.Status.Code, Duration: res.Duration, Received: res.MessagesIn, Sent: res.MessagesOut})
+		}
+		if r.accessLog {
+			backend := "-"
+			if res.Backend == r.local {
+				backend = "local"
+			} else if res.Backend != nil {
+				backend = res.Backend.Addr()
+			}
+			client := "-"
+			if req.Client != nil {
+				client = req.Client.String()
+			}
+			r.logger.Info("access", "method", req.Method, "client", client, "backend", backend,
+				"code", res.Status.Code.String(), "duration", res.Duration,
+				"bytes_in", res.BytesIn, "bytes_out", res.BytesOut)
+		}
+		if spans != nil {
+			spans.end(res.Status)
+		}
+	}
+}
+
+// callSpans are a forwarded call's spans: the proxy's server span, child
+// of the client's, and its client span, parent of the backend's.
+type callSpans struct{ server, client trace.Span }
+
+// startSpans starts a call's spans and puts the client span's context in
+// the request headers the backend gets.
+func (r *callRouter) startSpans(req *frames.Request, service string) *callSpans {
+	ctx := traceContext.Extract(context.Background(), headerCarrier{fields: &req.Header})
+	method := strings.TrimPrefix(req.Method, "/")
+	_, methodName, _ := strings.Cut(method, "/")
+	attrs := trace.WithAttributes(attribute.String("rpc.system", "grpc"),
+		attribute.String("rpc.service", service), attribute.String("rpc.method", methodName))
+	ctx, server := r.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), attrs)
+	ctx, client := r.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient), attrs)
+	traceContext.Inject(ctx, headerCarrier{fields: &req.Header})
+	return &callSpans{server: server, client: client}
+}
+
+func (s *callSpans) end(st frames.Status) {
+	for _, span := range []trace.Span{s.client, s.server} {
+		span.SetAttributes(attribute.Int64("rpc.grpc.status_code", int64(st.Code)))
+		if st.Code != codes.OK {
+			span.SetStatus(otelcodes.Error, st.Message)
+		}
+		span.End()
+	}
+}
+
+// headerCarrier lets the trace propagator read and write header fields.
+type headerCarrier struct{ fields *[]hpack.HeaderField }
+
+func (c headerCarrier) Get(key string) string {
+	for _, f := range *c.fields {
+		if f.Name == key {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+func (c headerCarrier) Set(key, value string) {
+	for i, f := range *c.fields {
+		if f.Name == key {
+			(*c.fields)[i].Value = value
+			return
+		}
+	}
+	*c.fields = append(*c.fields, hpack.HeaderField{Name: key, Value: value})
+}
+
+func (c headerCarrier) Keys() []string {
+	keys := make([]string, len(*c.fields))
+	for i, f := range *c.fields {
+		keys[i] = f.Name
+	}
+	return keys
+}
+
+// serviceRoute is what the router keeps per service: its backends' TLS
+// and the skip function Pick gets, made once.
+type serviceRoute struct {
+	r       *callRouter
+	service string
+	tls     *tls.Config
+	// unready rules out the endpoints the engine has no connection to
+	// yet (one is being made), or cannot connect to now: as gRPC's
+	// balancers pick only READY connections.
+	unready func(addr string) bool
+}
+
+// service returns the serviceRoute of service.
+func (r *callRouter) service(service string) *serviceRoute {
+	if sr, ok := r.services.Load(service); ok {
+		return sr.(*serviceRoute)
+	}
+	sr := &serviceRoute{r: r, service: service, tls: r.router.ServiceTLS(service)}
+	sr.unready = func(addr string) bool { return !sr.backend(addr).Ready() }
+	actual, _ := r.services.LoadOrStore(service, sr)
+	return actual.(*serviceRoute)
+}
+
+// backend returns the engine's backend of an endpoint of the service.
+func (sr *serviceRoute) backend(addr string) *frames.Backend {
+	key := addr
+	if sr.tls != nil {
+		// The TLS of the connection is the service's.
+		key = sr.service + "|" + addr
+	}
+	if b := sr.r.engine.LookupBackend(key); b != nil {
+		return b
+	}
+	dialer := &sr.r.dialer
+	return sr.r.engine.Backend(key, func(ctx context.Context) (net.Conn, error) {
+		return dialer.DialContext(ctx, "tcp", addr)
+	}, sr.tls)
+}
+
+// requestMetadata is the call's metadata, for policies that hash it.
+func requestMetadata(fields []hpack.HeaderField) metadata.MD {
+	md := make(metadata.MD, len(fields))
+	for _, f := range fields {
+		md[f.Name] = append(md[f.Name], f.Value)
+	}
+	return md
+}
+
+// serverLoad decodes the ORCA report a backend may put in its trailers.
+func serverLoad(trailer []hpack.HeaderField) *v3orcapb.OrcaLoadReport {
+	for _, f := range trailer {
+		if f.Name == "endpoint-load-metrics-bin" {
+			enc := base64.StdEncoding
+			if len(f.Value)%4 != 0 {
+				enc = base64.RawStdEncoding
+			}
+			raw, err := enc.DecodeString(f.Value)
+			if err != nil {
+				return nil
+			}
+			report := new(v3orcapb.OrcaLoadReport)
+			if proto.Unmarshal(raw, report) != nil {
+				return nil
+			}
+			return report
+		}
+	}
+	return nil
+}
