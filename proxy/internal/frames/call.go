@@ -282,9 +282,9 @@ func (c *call) retryLocked(transparent bool, st Status) bool {
 		// Send again what the backend was sent; the client has had its
 		// flow-control credit for it already.
 		// (replay holds all the client sent, what waited included.)
-		c.up.noCredit = int64(len(c.replay) - len(c.up.pending()))
-		c.up.buf = append(c.up.buf[:0], c.replay...)
-		c.up.off = 0
+		c.up.noCredit = int64(len(c.replay) - c.up.q.len())
+		c.up.q.reset()
+		c.up.q.push(c.replay)
 	}
 	c.up.ended, c.up.queued, c.up.dstID, c.up.sendWin = false, false, 0, 0
 	c.up.scan = messageScanner{messages: c.up.scan.messages, bytes: c.up.scan.bytes}
@@ -330,7 +330,7 @@ func (c *call) failLocked(st Status) {
 		c.up.ended = true
 		c.backend.remove(c.bid)
 	}
-	c.down.buf, c.down.off = c.down.buf[:0], 0
+	c.down.q.reset()
 	c.down.trailers = statusFields(st, !c.headersSent)
 	c.headersSent = true
 	c.down.endPending = true
@@ -375,7 +375,9 @@ func (c *call) finishLocked() {
 	if c.backend != nil {
 		c.backend.remove(c.bid)
 	}
-	c.up.buf, c.down.buf, c.replay = nil, nil, nil
+	c.up.q.reset()
+	c.down.q.reset()
+	c.replay = nil
 	if !c.hasStatus {
 		c.status = Status{Code: codes.Internal, Message: "quaestor: the backend ended the call without a status"}
 	}

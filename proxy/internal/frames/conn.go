@@ -17,11 +17,14 @@ import (
 // cover what is in flight; the stream window bounds what the proxy holds
 // per stream when the other side of the call is slower.
 const (
-	streamWindow  = 512 << 10
-	connWindow    = 16 << 20
-	initialWindow = 65535 // HTTP/2's initial window, before SETTINGS
-	readBufSize   = 64 << 10
-	maxStreamID   = 1<<31 - 1
+	streamWindow = 256 << 10
+	// maxStreamWindow bounds a stream's window, grown while the other
+	// side of the call keeps up: what the proxy may hold per stream.
+	maxStreamWindow = 4 << 20
+	connWindow      = 16 << 20
+	initialWindow   = 65535 // HTTP/2's initial window, before SETTINGS
+	readBufSize     = 64 << 10
+	maxStreamID     = 1<<31 - 1
 	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
 	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
 	maxFrameSize = 16384

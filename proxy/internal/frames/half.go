@@ -22,93 +22,98 @@ type half struct {
 	dstID uint32
 	// sendWin is dst's window for this stream.
 	sendWin int64
-	// buf[off:] is the DATA waiting for a window or buffer room.
-	buf []byte
-	off int
+	// q is the DATA waiting for a window or buffer room.
+	q chunkQueue
 	// endPending: the source ended the stream; END_STREAM goes after the
 	// pending DATA. ended: END_STREAM went out.
 	endPending, ended bool
 	// trailers, when set, end the stream instead of an empty DATA frame.
 	trailers []hpack.HeaderField
 	// owed is stream window to give back to the source; noCredit is
-	// what is sent again on a retry, whose credit the source had.
+	// what is sent again on a retry, whose credit the source had. window
+	// is the source's window on this stream (streamWindow until it grows).
 	owed     uint32
 	noCredit int64
+	window   int64
 	// queued: the half is in dst.blocked, waiting for dst's connection
 	// window or writer room.
 	queued bool
 	scan   messageScanner
 }
 
-func (h *half) pending() []byte { return h.buf[h.off:] }
-
-// deliver takes DATA read from the source; p is only valid for the call.
+// deliverLocked takes DATA read from the source; p is only valid for
+// the call.
 func (h *half) deliverLocked(p []byte, endStream bool) {
 	if endStream {
 		h.endPending = true
 	}
-	if h.off == len(h.buf) && h.dstID != 0 {
+	if h.q.len() == 0 && h.dstID != 0 && !h.ended {
 		// Nothing waits: send from p directly, keep what does not fit.
-		own := h.buf[:0]
-		h.buf, h.off = p, 0
-		h.pushLocked()
-		h.buf, h.off = append(own, h.pending()...), 0
-		return
+		n, _ := h.sendLocked(p, h.endPending)
+		if h.ended {
+			return
+		}
+		p = p[n:]
 	}
-	if h.off > 0 && cap(h.buf)-len(h.buf) < len(p) {
-		n := copy(h.buf, h.buf[h.off:])
-		h.buf, h.off = h.buf[:n], 0
-	}
-	h.buf = append(h.buf, p...)
+	h.q.push(p)
 	h.pushLocked()
 }
 
-// pushLocked sends what the windows and dst's writer room allow.
+// pushLocked sends what waits, as far as the windows and dst's writer
+// room allow.
 func (h *half) pushLocked() {
-	for h.dstID != 0 && !h.ended && (h.off < len(h.buf) || h.endPending) {
-		w := h.dst.w
-		w.mu.Lock()
-		if w.closed || w.err != nil {
-			w.mu.Unlock()
-			return
-		}
-		p := h.pending()
-		n := len(p)
-		if n > 0 {
-			n = int(min(int64(n), h.sendWin, h.dst.sendWin, int64(w.roomLocked())))
-			if n <= 0 {
-				if h.sendWin > 0 && !h.queued {
-					h.queued = true
-					h.dst.blocked = append(h.dst.blocked, h)
-				}
-				w.mu.Unlock()
-				return
-			}
-		}
-		end := h.endPending && n == len(p)
-		if end && h.trailers != nil {
-			if n > 0 {
-				w.dataLocked(h.dstID, p[:n], false)
-			}
-			w.headersLocked(h.dstID, h.trailers, true)
-		} else {
-			w.dataLocked(h.dstID, p[:n], end)
-		}
-		h.sendWin -= int64(n)
-		h.dst.sendWin -= int64(n)
-		w.kickLocked(h.c.b)
-		w.mu.Unlock()
-		h.off += n
-		if h.off == len(h.buf) {
-			h.buf, h.off = h.buf[:0], 0
-		}
-		h.creditLocked(uint32(n))
-		if end {
-			h.ended = true
-			h.c.endedLocked(h)
+	for h.dstID != 0 && !h.ended && (h.q.len() > 0 || h.endPending) {
+		p := h.q.peek()
+		n, progressed := h.sendLocked(p, h.endPending && len(p) == h.q.len())
+		h.q.consume(n)
+		if !progressed {
 			return
 		}
 	}
+}
+
+// sendLocked writes what the windows and dst's writer room allow of p,
+// ending the stream (with END_STREAM, or the trailers) when end is set
+// and all of p goes. It returns how much of p went, and false when
+// nothing could (the half then waits for a window update or room).
+func (h *half) sendLocked(p []byte, end bool) (int, bool) {
+	w := h.dst.w
+	w.mu.Lock()
+	if w.closed || w.err != nil {
+		w.mu.Unlock()
+		return 0, false
+	}
+	n := len(p)
+	if n > 0 {
+		n = int(min(int64(n), h.sendWin, h.dst.sendWin, int64(w.roomLocked())))
+		if n <= 0 {
+			if h.sendWin > 0 && !h.queued {
+				h.queued = true
+				h.dst.blocked = append(h.dst.blocked, h)
+			}
+			w.mu.Unlock()
+			return 0, false
+		}
+	}
+	end = end && n == len(p)
+	if end && h.trailers != nil {
+		if n > 0 {
+			w.dataLocked(h.dstID, p[:n], false)
+		}
+		w.headersLocked(h.dstID, h.trailers, true)
+	} else {
+		w.dataLocked(h.dstID, p[:n], end)
+	}
+	h.sendWin -= int64(n)
+	h.dst.sendWin -= int64(n)
+	w.kickLocked(h.c.b)
+	w.mu.Unlock()
+	h.creditLocked(uint32(n))
+	if end {
+		h.ended = true
+		h.c.endedLocked(h)
+	}
+	return n, true
 }
 
 // creditLocked gives the source back n bytes of stream window, in
@@ -122,9 +127,19 @@ func (h *half) creditLocked(n uint32) {
 	if h.endPending || n == 0 {
 		return // the source sends no more on this stream
 	}
+	if h.window == 0 {
+		h.window = streamWindow
+	}
 	h.owed += n
-	if h.owed < streamWindow/4 {
+	if h.owed < uint32(h.window/4) {
 		return
+	}
+	if h.q.len() == 0 && h.window < maxStreamWindow {
+		// The destination takes all the source sends: the window, not
+		// the destination, limits the stream. Double it, as TCP's and
+		// gRPC's window tuning do.
+		h.owed += uint32(h.window)
+		h.window *= 2
 	}
 	w := h.src.w
 	w.mu.Lock()

@@ -58,8 +58,9 @@ type writer struct {
 const (
 	highWater = 1 << 20
 	lowWater  = 256 << 10
-	// maxSpare bounds the buffer kept between writes.
-	maxSpare = 256 << 10
+	// maxSpare bounds the buffer kept between writes: a busy stream's
+	// buffer goes up to highWater and a little more, and is reused.
+	maxSpare = highWater + 64<<10
 )
 
 func newWriter(conn net.Conn) *writer {
