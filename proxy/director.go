@@ -29,6 +29,9 @@ type Router interface {
 	Conn(service string) (grpc.ClientConnInterface, error)
 	// Services lists the routed services, for reflection.
 	Services() []string
+	// HashKey is the request metadata key Pick reads for the service
+	// (lower case), "" for none: the proxy passes Pick no other metadata.
+	HashKey(service string) string
 	// ServiceTLS is the client TLS of the service's backends, nil for
 	// plaintext.
 	ServiceTLS(service string) *tls.Config

@@ -72,14 +72,22 @@ func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
 			return sr.unready(addr)
 		}
 	}
-	picked, err := r.router.Pick(service, req.Method, requestMetadata(req.Header), skip)
+	var header metadata.MD
+	if sr.hashKey != "" {
+		header = headerValues(req.Header, sr.hashKey)
+	}
+	picked, err := r.router.Pick(service, req.Method, header, skip)
 	if err != nil {
 		return frames.Route{}, err
 	}
 	return frames.Route{
 		Backend: sr.backend(picked.Addr),
 		Done: func(res frames.Result) {
-			picked.Done(res.Status.Code, serverLoad(res.Trailer))
+			var load *v3orcapb.OrcaLoadReport
+			if picked.WantsLoad() {
+				load = serverLoad(res.Trailer)
+			}
+			picked.Done(res.Status.Code, load)
 		},
 	}, nil
 }
@@ -199,6 +207,7 @@ type serviceRoute struct {
 	r       *callRouter
 	service string
 	tls     *tls.Config
+	hashKey string
 	// unready rules out the endpoints the engine has no connection to
 	// yet (one is being made), or cannot connect to now: as gRPC's
 	// balancers pick only READY connections.
@@ -210,7 +219,7 @@ func (r *callRouter) service(service string) *serviceRoute {
 	if sr, ok := r.services.Load(service); ok {
 		return sr.(*serviceRoute)
 	}
-	sr := &serviceRoute{r: r, service: service, tls: r.router.ServiceTLS(service)}
+	sr := &serviceRoute{r: r, service: service, tls: r.router.ServiceTLS(service), hashKey: r.router.HashKey(service)}
 	sr.unready = func(addr string) bool { return !sr.backend(addr).Ready() }
 	actual, _ := r.services.LoadOrStore(service, sr)
 	return actual.(*serviceRoute)
@@ -232,11 +241,17 @@ func (sr *serviceRoute) backend(addr string) *frames.Backend {
 	}, sr.tls)
 }
 
-// requestMetadata is the call's metadata, for policies that hash it.
-func requestMetadata(fields []hpack.HeaderField) metadata.MD {
-	md := make(metadata.MD, len(fields))
+// headerValues is the metadata of key in fields, for a policy that
+// hashes it; nil when absent.
+func headerValues(fields []hpack.HeaderField, key string) metadata.MD {
+	var md metadata.MD
 	for _, f := range fields {
-		md[f.Name] = append(md[f.Name], f.Value)
+		if f.Name == key {
+			if md == nil {
+				md = metadata.MD{}
+			}
+			md[key] = append(md[key], f.Value)
+		}
 	}
 	return md
 }

@@ -120,6 +120,23 @@ func (r *Router) Pick(service, fullMethod string, header metadata.MD, skip func(
 // Call Done once per Pick, and before RetryDelay for the same attempt:
 // Picked is a value, so Done cannot tell a second call from the first
 // (keeping it idempotent would cost an allocation per pick).
+// WantsLoad reports whether the endpoint would take a per-call load
+// report now: when its last report, from any source, is older than
+// perCallLoadInterval. A busy endpoint's per-call reports differ little
+// from call to call; decoding each would cost the proxy more than the
+// report is worth.
+func (p Picked) WantsLoad() bool {
+	if p.state == nil {
+		return false
+	}
+	r := p.state.Load()
+	return r == nil || time.Since(r.Time) >= perCallLoadInterval
+}
+
+// perCallLoadInterval is how often an endpoint's per-call load reports
+// are taken.
+const perCallLoadInterval = 100 * time.Millisecond
+
 func (p Picked) Done(code codes.Code, load *v3orcapb.OrcaLoadReport) {
 	if p.state == nil {
 		return // the zero Picked, of a failed Pick

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -143,6 +144,13 @@ func (r *Router) Conn(service string) (grpc.ClientConnInterface, error) {
 		return nil, status.Errorf(codes.Unavailable, "quaestor: service %q has no endpoints: none is listed in the config or registered now", service)
 	}
 	return sc.cc, nil
+}
+
+// HashKey returns the metadata key whose value consistent-hash hashes
+// for service (lower case), "" when it has none: the only request
+// metadata Pick reads.
+func (r *Router) HashKey(service string) string {
+	return strings.ToLower(r.opts.HashKeys[service])
 }
 
 // ServiceTLS returns the client TLS of the backends of service, nil for

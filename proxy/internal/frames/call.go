@@ -2,6 +2,7 @@ package frames
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,8 @@ type call struct {
 	req      Request
 	reqBlock []hpack.HeaderField
 	start    time.Time
+	// deadline is the client's (grpc-timeout), zero without one.
+	deadline time.Time
 
 	mu sync.Mutex
 	// b is the batch of the reader handling an event of the call, nil
@@ -88,6 +91,10 @@ func (c *call) onHeaders(b *batch, from *conn, fields []hpack.HeaderField, endSt
 		return
 	}
 	fields = responseFields(fields)
+	if endStream {
+		// The trailers are kept until sent; fields is the reader's.
+		fields = slices.Clone(fields)
+	}
 	if !endStream {
 		if c.headersSent {
 			return
@@ -204,6 +211,11 @@ func (c *call) onReset(b *batch, from *conn, code http2.ErrCode) {
 	c.up.ended = true // the backend's stream is closed
 	c.backend.remove(c.bid)
 	st := resetStatus(code)
+	if code == http2.ErrCodeCancel && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		// gRPC servers reset the calls whose deadline passed: the
+		// client's deadline, which the backend got in grpc-timeout.
+		st = Status{Code: codes.DeadlineExceeded, Message: "context deadline exceeded"}
+	}
 	if code == http2.ErrCodeRefusedStream && c.retryLocked(true, st) {
 		return
 	}

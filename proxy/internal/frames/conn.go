@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // Windows the proxy advertises on every connection, both sides. The
@@ -23,8 +22,11 @@ const (
 	maxStreamWindow = 4 << 20
 	connWindow      = 16 << 20
 	initialWindow   = 65535 // HTTP/2's initial window, before SETTINGS
-	readBufSize     = 64 << 10
-	maxStreamID     = 1<<31 - 1
+	// Read buffers: backends send the large responses; a client
+	// connection's buffer is most of what an idle one costs.
+	backendReadBuf = 64 << 10
+	clientReadBuf  = 16 << 10
+	maxStreamID    = 1<<31 - 1
 	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
 	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
 	maxFrameSize = 16384
@@ -38,8 +40,11 @@ type conn struct {
 	w  *writer
 	br *bufio.Reader
 	fr *http2.Framer
-	// backend is set on backend connections.
+	hr *headerReader
+	// backend is set on backend connections; host is a client's address
+	// as x-forwarded-for gives it.
 	backend *Backend
+	host    string
 
 	mu      sync.Mutex
 	streams map[uint32]*call
@@ -94,10 +99,13 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 		settled:        make(chan struct{}),
 	}
 	c.w.drained = func() { c.wakeBlocked(nil) }
-	c.br = bufio.NewReaderSize(nc, readBufSize)
+	size := clientReadBuf
+	if backend != nil {
+		size = backendReadBuf
+	}
+	c.br = bufio.NewReaderSize(nc, size)
 	c.fr = http2.NewFramer(nil, c.br)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = e.cfg.MaxHeaderListSize
+	c.hr = newHeaderReader(e.cfg.MaxHeaderListSize)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(maxFrameSize)
 	return c
@@ -157,8 +165,12 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		switch f := f.(type) {
-		case *http2.MetaHeadersFrame:
-			if err := c.onHeaders(f); err != nil {
+		case *http2.HeadersFrame:
+			if err := c.onHeaderFragment(c.hr.headers(f)); err != nil {
+				return err
+			}
+		case *http2.ContinuationFrame:
+			if err := c.onHeaderFragment(c.hr.continuation(f)); err != nil {
 				return err
 			}
 		case *http2.DataFrame:
@@ -198,6 +210,28 @@ func (c *conn) frameBuffered() bool {
 	}
 	hdr, _ := c.br.Peek(9)
 	return n >= 9+(int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+}
+
+// onHeaderFragment hands on a header block once it is complete.
+func (c *conn) onHeaderFragment(done bool, err error) error {
+	if err != nil {
+		code := http2.ErrCodeCompression
+		var ce http2.ConnectionError
+		if errors.As(err, &ce) {
+			code = http2.ErrCode(ce)
+		}
+		c.goAway(code, err.Error())
+		return err
+	}
+	if !done {
+		return nil
+	}
+	hb := &c.hr.block
+	if hb.malformed != "" {
+		c.onStreamError(http2.StreamError{StreamID: hb.streamID, Code: http2.ErrCodeProtocol, Cause: errors.New(hb.malformed)})
+		return nil
+	}
+	return c.onHeaders(hb)
 }
 
 func (c *conn) lookup(id uint32) *call {
@@ -270,6 +304,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingHeaderTableSize:
 			c.w.mu.Lock()
 			c.w.enc.SetMaxDynamicTableSizeLimit(s.Val)
+			c.w.tableGen++
 			c.w.mu.Unlock()
 		case http2.SettingMaxConcurrentStreams:
 			c.mu.Lock()

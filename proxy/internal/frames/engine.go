@@ -245,6 +245,9 @@ func (e *Engine) serveConn(nc net.Conn) {
 		nc = tc
 	}
 	c := newConn(e, nc, nil)
+	if addr := nc.RemoteAddr(); addr != nil {
+		c.host = clientHost(addr)
+	}
 	preface := make([]byte, len(clientPreface))
 	if _, err := io.ReadFull(c.br, preface); err != nil || string(preface) != clientPreface {
 		e.logger.Debug("proxy: client sent no HTTP/2 preface", "client", nc.RemoteAddr().String())
@@ -283,14 +286,14 @@ func (e *Engine) serveConn(nc net.Conn) {
 }
 
 // onNewStream starts a call for a client's HEADERS frame.
-func (c *conn) onClientHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *conn) onClientHeaders(f *headerBlock) error {
+	id := f.streamID
 	c.mu.Lock()
 	if id <= c.lastPeerStream {
 		call := c.streams[id]
 		c.mu.Unlock()
 		if call != nil {
-			call.onHeaders(&c.rb, c, f.Fields, f.StreamEnded())
+			call.onHeaders(&c.rb, c, f.fields, f.endStream)
 		}
 		return nil
 	}
@@ -317,24 +320,24 @@ func (c *conn) onClientHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // onHeaders dispatches a HEADERS frame.
-func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+func (c *conn) onHeaders(f *headerBlock) error {
 	if c.backend == nil {
 		return c.onClientHeaders(f)
 	}
-	if call := c.lookup(f.StreamID); call != nil {
-		call.onHeaders(&c.rb, c, f.Fields, f.StreamEnded())
+	if call := c.lookup(f.streamID); call != nil {
+		call.onHeaders(&c.rb, c, f.fields, f.endStream)
 	}
 	return nil
 }
 
 // startCall checks a new call's headers, routes it and opens it.
-func (e *Engine) startCall(c *call, f *http2.MetaHeadersFrame) {
+func (e *Engine) startCall(c *call, f *headerBlock) {
 	c.mu.Lock()
 	defer c.unlock()
 	c.b = &c.client.rb
 	var method, path, authority, contentType string
-	block := make([]hpack.HeaderField, 4, len(f.Fields)+2)
-	for _, hf := range f.Fields {
+	block := make([]hpack.HeaderField, 4, len(f.fields)+2)
+	for _, hf := range f.fields {
 		switch hf.Name {
 		case ":method":
 			method = hf.Value
@@ -346,18 +349,23 @@ func (e *Engine) startCall(c *call, f *http2.MetaHeadersFrame) {
 		case "content-type":
 			contentType = hf.Value
 			block = append(block, hf)
+		case "grpc-timeout":
+			if d, ok := parseTimeout(hf.Value); ok {
+				c.deadline = c.start.Add(d)
+			}
+			block = append(block, hf)
 		default:
 			if !hopByHop(hf.Name) && !strings.HasPrefix(hf.Name, ":") {
 				block = append(block, hf)
 			}
 		}
 	}
-	if f.StreamEnded() {
+	if f.endStream {
 		c.clientEnded = true
 		c.up.endPending = true
 	}
 	switch {
-	case f.Truncated:
+	case f.truncated:
 		// As gRPC does: the header list decodes to more than
 		// SETTINGS_MAX_HEADER_LIST_SIZE allows.
 		e.logger.Debug("proxy: request metadata larger than proxy.max_header_list_size: stream reset",
@@ -372,10 +380,8 @@ func (e *Engine) startCall(c *call, f *http2.MetaHeadersFrame) {
 		c.failLocked(Status{Code: codes.Unimplemented, Message: fmt.Sprintf("quaestor: content-type %q is not gRPC", contentType)})
 		return
 	}
-	if addr := c.client.nc.RemoteAddr(); addr != nil {
-		if host := clientHost(addr); host != "" {
-			block = append(block, hpack.HeaderField{Name: "x-forwarded-for", Value: host})
-		}
+	if host := c.client.host; host != "" {
+		block = append(block, hpack.HeaderField{Name: "x-forwarded-for", Value: host})
 	}
 	block[0] = hpack.HeaderField{Name: ":method", Value: "POST"}
 	block[1] = hpack.HeaderField{Name: ":scheme", Value: "http"}

@@ -34,6 +34,9 @@ type writer struct {
 	// enc encodes header blocks into hbuf for this connection's peer.
 	enc  *hpack.Encoder
 	hbuf []byte
+	// fieldCache and tableGen: see encodeFieldLocked.
+	fieldCache [16][2]cachedField
+	tableGen   uint64
 
 	// peerMaxFrame is the largest frame payload the peer accepts.
 	peerMaxFrame uint32
@@ -234,8 +237,8 @@ func (w *writer) dataLocked(stream uint32, p []byte, endStream bool) {
 func (w *writer) headersLocked(stream uint32, fields []hpack.HeaderField, endStream bool) {
 	w.sentData = true
 	w.hbuf = w.hbuf[:0]
-	for _, f := range fields {
-		_ = w.enc.WriteField(f) // writes to hbuf, cannot fail
+	for i, f := range fields {
+		w.encodeFieldLocked(i, f)
 	}
 	block := w.hbuf
 	typ := http2.FrameHeaders
@@ -256,6 +259,53 @@ func (w *writer) headersLocked(stream uint32, fields []hpack.HeaderField, endStr
 		w.frameHeaderLocked(n, typ, f, stream)
 		w.buf = append(w.buf, block[:n]...)
 		block = block[n:]
+	}
+}
+
+// cachedField is a header field and its encoding, valid while the
+// encoder's dynamic table is the one of generation gen.
+type cachedField struct {
+	name, value string
+	enc         []byte
+	gen         uint64
+}
+
+// encodeFieldLocked appends the encoding of the i-th field of a block to
+// hbuf. A connection's header blocks repeat from call to call, and the
+// field at a given position is most often the one it was last time: when
+// it is, and nothing was added to the dynamic table since, its encoding
+// is the same bytes, which are copied instead of searching the encoder's
+// tables (the hash lookups are most of HPACK encoding's cost).
+func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
+	if f.Name == "grpc-timeout" {
+		// A different value every call: indexing it would only push the
+		// fields that do repeat out of the table.
+		f.Sensitive = true
+	}
+	var slots *[2]cachedField
+	if i < len(w.fieldCache) {
+		slots = &w.fieldCache[i]
+		for _, c := range slots {
+			if c.gen == w.tableGen && c.enc != nil && c.name == f.Name && c.value == f.Value {
+				w.hbuf = append(w.hbuf, c.enc...)
+				return
+			}
+		}
+	}
+	start := len(w.hbuf)
+	_ = w.enc.WriteField(f) // appends to hbuf, cannot fail
+	enc := w.hbuf[start:]
+	switch {
+	case enc[0]&0x80 != 0: // indexed: nothing added
+	case enc[0]&0xe0 == 0: // literal, not indexed (0000xxxx, 0001xxxx)
+	default: // added to the table (or a table size update): indices moved
+		w.tableGen++
+		return
+	}
+	if slots != nil {
+		// Keep the newer two per position.
+		slots[1] = slots[0]
+		slots[0] = cachedField{name: f.Name, value: f.Value, enc: append(slots[0].enc[:0:0], enc...), gen: w.tableGen}
 	}
 }
 
