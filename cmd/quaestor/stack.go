@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.opentelemetry.io/otel/trace"
-	"google.golang.org/grpc"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/admin"
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/config"
@@ -41,7 +40,8 @@ type stack struct {
 	processes func() []admin.ProcessStatus
 	// reg is the process's one registrar (one lease for all it registers).
 	reg *registry.Registrar
-	// tracer spans proxied calls; nil when tracing is off.
+	// tracer spans forwarded calls (the proxy's engine starts the spans);
+	// nil when tracing is off.
 	tracer trace.TracerProvider
 }
 
@@ -176,13 +176,12 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	} else {
 		s.checks = append(s.checks, admin.Check{Name: "static routing", Ready: func() error { return nil }})
 	}
-	var dialOpts []grpc.DialOption
-	if s.tracer != nil {
-		dialOpts = append(dialOpts, proxy.ClientTracing(s.tracer))
-	}
+	// No proxy.ClientTracing in the router's dial options: the proxy's
+	// engine forwards calls on connections of its own and spans them
+	// itself (proxy.Options.TracerProvider); the router's connections only
+	// carry reflection requests.
 	policies, hashKeys := s.cfg.ServicePolicies()
 	router, err := routing.NewRouter(routing.Options{
-		DialOptions:     dialOpts,
 		Table:           table,
 		DefaultPolicy:   s.cfg.Proxy.Policy,
 		ServicePolicies: policies,

@@ -36,17 +36,17 @@ var rpcBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
 // codeCount is the number of gRPC codes, OK (0) to Unauthenticated (16).
 const codeCount = int(codes.Unauthenticated) + 1
 
-// ProxyMetrics counts the calls a gRPC server handles, per service and
+// ProxyMetrics counts the calls the proxy handles, per service and
 // method: calls by status code, their durations, the messages each way,
-// and the calls in flight per service. It is a pair of gRPC server
-// interceptors (install them with ServerOptions) and a
+// and the calls in flight per service. It is an observer of the proxy's
+// calls (pass ObserveCall as proxy.Options.ObserveCall) and a
 // prometheus.Collector (register it once). Every call is counted,
 // forwarded or answered by the proxy itself (health, reflection, look-aside
 // discovery), under the service it names.
 //
-// The per-call cost is one small struct per stream, none per unary call:
-// the series of each method are looked up once and kept, so counting a
-// call takes no lock and no label hashing.
+// Counting a call allocates nothing: the series of each method, and the
+// function that ends its calls, are made once and kept, so counting takes
+// no lock and no label hashing.
 type ProxyMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -75,6 +75,9 @@ type methodMetrics struct {
 	duration       prometheus.Observer
 	inFlight       prometheus.Gauge
 	received, sent prometheus.Counter
+	// end is ended as a func value, made once: a method value made per
+	// call would be an allocation per call.
+	end func(proxy.CallResult)
 }
 
 // NewProxyMetrics returns the proxy's call metrics, with no call counted.
@@ -107,7 +110,7 @@ func NewProxyMetrics() *ProxyMetrics {
 // newMethodMetrics resolves the series of a method; its names must be
 // valid UTF-8.
 func (m *ProxyMetrics) newMethodMetrics(service, method string) *methodMetrics {
-	return &methodMetrics{
+	mm := &methodMetrics{
 		service:  service,
 		method:   method,
 		requests: m.requests,
@@ -116,6 +119,8 @@ func (m *ProxyMetrics) newMethodMetrics(service, method string) *methodMetrics {
 		received: m.messages.WithLabelValues(service, method, "received"),
 		sent:     m.messages.WithLabelValues(service, method, "sent"),
 	}
+	mm.end = mm.ended
+	return mm
 }
 
 // lookup returns the series of fullMethod, making them on its first call.
@@ -166,7 +171,7 @@ func (mm *methodMetrics) finished(code codes.Code) {
 func (m *ProxyMetrics) ObserveCall(fullMethod string) func(proxy.CallResult) {
 	mm := m.lookup(fullMethod)
 	mm.inFlight.Inc()
-	return mm.ended
+	return mm.end
 }
 
 // ended counts the end of a call.

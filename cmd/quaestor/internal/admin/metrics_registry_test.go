@@ -12,11 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 	"github.com/quaestor-go/quaestor/supervisor"
 )
@@ -66,15 +64,7 @@ func TestMetricsRegisterTogether(t *testing.T) {
 	eps[0].State.SetLoad(&routing.LoadReport{KnownLoadRate: 0.3, Utilization: 0.5, Time: time.Now()})
 
 	proxyMetrics := NewProxyMetrics()
-	callCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	grpcSrv := grpc.NewServer(append(proxyMetrics.ServerOptions(), grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
-		return status.Error(codes.NotFound, "no")
-	}))...)
-	err := dialLoopback(t, serve(t, grpcSrv)).Invoke(callCtx, "/svc.A/Get", &emptypb.Empty{}, &emptypb.Empty{})
-	if status.Code(err) != codes.NotFound {
-		t.Fatalf("calling /svc.A/Get: %v, want NotFound", err)
-	}
+	proxyMetrics.ObserveCall("/svc.A/Get")(proxy.CallResult{Code: codes.NotFound, Duration: time.Millisecond, Received: 1})
 
 	statuses := func() []supervisor.InstanceStatus {
 		return []supervisor.InstanceStatus{{Agent: "echo", State: supervisor.StateRunning, PID: 42, StartedAt: time.Now(), Registered: true}}
