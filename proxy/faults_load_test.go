@@ -76,7 +76,7 @@ func startBackendFaultEnv(t *testing.T, addrs []string, o backendFaultOptions) *
 		retry.IdempotentMethods = []string{echoService + "/Unary"}
 	}
 	router := newTestRouter(t, routing.Options{Table: env.table, Retry: retry, Backend: backend, Logger: quietLog})
-	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router})
+	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, Backends: backend})
 	env.echo = examplev1.NewEchoClient(dial(t, addr))
 	return env
 }

@@ -6,13 +6,10 @@ import (
 	"encoding/base64"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
 	v3orcapb "github.com/cncf/xds/go/xds/data/orca/v3"
-	"go.opentelemetry.io/otel/attribute"
-	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
@@ -36,10 +33,12 @@ type CallResult struct {
 // callRouter places the engine's calls: the proxy's own services on the
 // in-process server, every other service on an endpoint the Router picks.
 type callRouter struct {
-	router    Router
-	engine    *frames.Engine
-	own       map[string]bool
-	local     *frames.Backend
+	router Router
+	engine *frames.Engine
+	own    map[string]bool
+	// dialOwn connects to the in-process server of the proxy's own
+	// services.
+	dialOwn   func(context.Context) (net.Conn, error)
 	accessLog bool
 	observe   func(fullMethod string) func(CallResult)
 	tracer    trace.Tracer
@@ -58,7 +57,7 @@ func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
 		return frames.Route{}, err
 	}
 	if r.own[service] {
-		return frames.Route{Backend: r.local}, nil
+		return frames.Route{Backend: r.engine.Backend(ownBackend, r.dialOwn, nil)}, nil
 	}
 	sr := r.service(service)
 	skip := sr.unready
@@ -124,7 +123,7 @@ func (r *callRouter) Observe(req *frames.Request) func(frames.Result) {
 		}
 		if r.accessLog {
 			backend := "-"
-			if res.Backend == r.local {
+			if res.Backend != nil && res.Backend.Addr() == ownBackend {
 				backend = "local"
 			} else if res.Backend != nil {
 				backend = res.Backend.Addr()
@@ -143,63 +142,9 @@ func (r *callRouter) Observe(req *frames.Request) func(frames.Result) {
 	}
 }
 
-// callSpans are a forwarded call's spans: the proxy's server span, child
-// of the client's, and its client span, parent of the backend's.
-type callSpans struct{ server, client trace.Span }
-
-// startSpans starts a call's spans and puts the client span's context in
-// the request headers the backend gets.
-func (r *callRouter) startSpans(req *frames.Request, service string) *callSpans {
-	ctx := traceContext.Extract(context.Background(), headerCarrier{fields: &req.Header})
-	method := strings.TrimPrefix(req.Method, "/")
-	_, methodName, _ := strings.Cut(method, "/")
-	attrs := trace.WithAttributes(attribute.String("rpc.system", "grpc"),
-		attribute.String("rpc.service", service), attribute.String("rpc.method", methodName))
-	ctx, server := r.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), attrs)
-	ctx, client := r.tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindClient), attrs)
-	traceContext.Inject(ctx, headerCarrier{fields: &req.Header})
-	return &callSpans{server: server, client: client}
-}
-
-func (s *callSpans) end(st frames.Status) {
-	for _, span := range []trace.Span{s.client, s.server} {
-		span.SetAttributes(attribute.Int64("rpc.grpc.status_code", int64(st.Code)))
-		if st.Code != codes.OK {
-			span.SetStatus(otelcodes.Error, st.Message)
-		}
-		span.End()
-	}
-}
-
-// headerCarrier lets the trace propagator read and write header fields.
-type headerCarrier struct{ fields *[]hpack.HeaderField }
-
-func (c headerCarrier) Get(key string) string {
-	for _, f := range *c.fields {
-		if f.Name == key {
-			return f.Value
-		}
-	}
-	return ""
-}
-
-func (c headerCarrier) Set(key, value string) {
-	for i, f := range *c.fields {
-		if f.Name == key {
-			(*c.fields)[i].Value = value
-			return
-		}
-	}
-	*c.fields = append(*c.fields, hpack.HeaderField{Name: key, Value: value})
-}
-
-func (c headerCarrier) Keys() []string {
-	keys := make([]string, len(*c.fields))
-	for i, f := range *c.fields {
-		keys[i] = f.Name
-	}
-	return keys
-}
+// ownBackend names the in-process server of the proxy's own services
+// among the engine's backends.
+const ownBackend = "local"
 
 // serviceRoute is what the router keeps per service: its backends' TLS
 // and the skip function Pick gets, made once.

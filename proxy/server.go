@@ -18,6 +18,7 @@ import (
 
 	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
 	"github.com/quaestor-go/quaestor/proxy/internal/frames"
+	"github.com/quaestor-go/quaestor/routing"
 )
 
 // Options configure a Server.
@@ -38,14 +39,17 @@ type Options struct {
 	// ("/pkg.Service/Method"); the function it returns, when not nil, is
 	// called once as the call ends. For metrics.
 	ObserveCall func(fullMethod string) func(CallResult)
+	// Backends sets keepalive pings on the backend connections (the
+	// `backends:` section). Zero: no pings.
+	Backends routing.BackendConfig
 	// Locator, when set, answers the look-aside discovery RPCs
 	// (Quaestor.ServiceDiscovery.ServiceDiscoveryGrpc) on the proxy's port.
 	Locator Locator
 	// Scope is the registry scope the look-aside discovery serves.
 	// Default "default".
 	Scope string
-	// TracerProvider, when set, spans every proxied call (see
-	// ClientTracing for the backend side). Default: no tracing.
+	// TracerProvider, when set, spans every forwarded call (see
+	// tracing.go). Default: no tracing.
 	TracerProvider trace.TracerProvider
 	// BeforeDrain, when set, runs when a drain starts, after health turns
 	// NOT_SERVING and before the listener closes: the place to deregister.
@@ -152,6 +156,7 @@ func NewServer(opts Options) (*Server, error) {
 		ConnectionTimeout:     opts.Config.ConnectionTimeout,
 		TLS:                   tlsConfig,
 		Keepalive:             frames.Keepalive(opts.Config.Keepalive),
+		BackendKeepalive:      frames.Keepalive{Time: opts.Backends.KeepaliveTime, Timeout: opts.Backends.KeepaliveTimeout},
 		MaxConnectionIdle:     opts.Config.MaxConnectionIdle,
 		MaxConnectionAge:      opts.Config.MaxConnectionAge,
 		MaxConnectionAgeGrace: opts.Config.MaxConnectionAgeGrace,
@@ -162,7 +167,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.engine = engine
 	router.engine = engine
-	router.local = engine.Backend("quaestor-local", s.ownLis.dial, nil)
+	router.dialOwn = s.ownLis.dial
 	return s, nil
 }
 

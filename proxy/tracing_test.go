@@ -27,7 +27,7 @@ func TestTraceContinues(t *testing.T) {
 	be := startBackend(t, "b1")
 	table := routing.NewTable()
 	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: be.addr}})
-	router := newTestRouter(t, routing.Options{Table: table, DialOptions: []grpc.DialOption{proxy.ClientTracing(tp)}})
+	router := newTestRouter(t, routing.Options{Table: table})
 	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, TracerProvider: tp})
 	conn := dial(t, addr)
 

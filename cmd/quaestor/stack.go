@@ -271,6 +271,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	s.metrics.MustRegister(proxyMetrics)
 	srv, err := proxy.NewServer(proxy.Options{
 		ObserveCall:    proxyMetrics.ObserveCall,
+		Backends:       s.cfg.Backends,
 		Config:         s.cfg.Proxy,
 		Router:         router,
 		Locator:        router,

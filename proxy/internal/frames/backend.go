@@ -34,6 +34,8 @@ type Backend struct {
 	removed     bool
 	// ready mirrors current != nil, for Ready's fast path.
 	ready atomic.Bool
+	// used is set by every call, cleared by the engine's sweep.
+	used atomic.Bool
 }
 
 // Dial backoff after failed connection attempts.
@@ -77,6 +79,7 @@ func (b *Backend) Failing(now time.Time) bool {
 // attachLocked opens c's stream on the backend, or queues c until a
 // connection is made. Called with c.mu held.
 func (b *Backend) attachLocked(c *call) {
+	b.used.Store(true)
 	for {
 		b.mu.Lock()
 		bc := b.current
@@ -104,6 +107,22 @@ func (b *Backend) attachLocked(c *call) {
 		b.e.wg.Add(1)
 		go b.connect()
 	}
+}
+
+// idle reports whether no call is on the backend or waiting for it.
+func (b *Backend) idle() bool {
+	b.mu.Lock()
+	bc, waiting := b.current, len(b.waiting)
+	b.mu.Unlock()
+	if waiting > 0 {
+		return false
+	}
+	if bc == nil {
+		return true
+	}
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	return len(bc.streams) == 0
 }
 
 // forget stops giving bc new streams.

@@ -137,6 +137,7 @@ func (c *conn) start() {
 	}()
 	go func() {
 		defer c.e.wg.Done()
+		c.startTimers()
 		c.fail(c.readLoop())
 	}()
 }
@@ -144,11 +145,14 @@ func (c *conn) start() {
 func (c *conn) readLoop() error {
 	defer c.rb.flush()
 	for {
-		if !c.frameBuffered() {
+		fromNetwork := !c.frameBuffered()
+		if fromNetwork {
 			c.rb.flush()
 		}
 		f, err := c.fr.ReadFrame()
-		c.timers.read.Store(true)
+		if fromNetwork {
+			c.timers.lastRead.Store(time.Now().UnixNano())
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {

@@ -38,6 +38,10 @@ type Config struct {
 	TLS *tls.Config
 	// Keepalive sets the pings on client connections.
 	Keepalive Keepalive
+	// BackendKeepalive sets the pings on backend connections: Time and
+	// Timeout, sent only while calls are on the connection (a backend
+	// that takes a call and then hangs fails it with UNAVAILABLE).
+	BackendKeepalive Keepalive
 	// MaxConnectionIdle, when set, sends away (GOAWAY) a client
 	// connection without a call for that long; MaxConnectionAge one that
 	// old, whose calls then have MaxConnectionAgeGrace (0: as long as they
@@ -143,8 +147,44 @@ func New(cfg Config) (*Engine, error) {
 		cfg.ConnectionTimeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}, nil
+	e := &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}
+	e.wg.Add(1)
+	go e.sweepBackends()
+	return e, nil
+}
+
+// backendIdleTime is how long a backend may go without a call before the
+// engine closes its connection and forgets it: endpoints come and go
+// (deregistered, moved), and nothing else tells the engine that one is
+// gone for good.
+const backendIdleTime = 5 * time.Minute
+
+// sweepBackends forgets the backends that had no call for
+// backendIdleTime, until the engine closes.
+func (e *Engine) sweepBackends() {
+	defer e.wg.Done()
+	tick := time.NewTicker(backendIdleTime / 2)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		// A backend is forgotten at the second sweep without a call.
+		e.mu.Lock()
+		var idle []string
+		for key, b := range e.backends {
+			if !b.used.Swap(false) && b.idle() {
+				idle = append(idle, key)
+			}
+		}
+		e.mu.Unlock()
+		for _, key := range idle {
+			e.RemoveBackend(key)
+		}
+	}
 }
 
 // Backend returns the backend of key, made with dial (and tlsConfig, when

@@ -2,6 +2,7 @@ package frames
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
@@ -30,9 +31,9 @@ const maxPingStrikes = 2
 
 // connTimers are a client connection's keepalive, idle and age timers.
 type connTimers struct {
-	// read is set by the reader on every frame; the keepalive timer
-	// clears it.
-	read atomic.Bool
+	// lastRead is when the reader last read from the network (unix
+	// nanoseconds).
+	lastRead atomic.Int64
 	// pingStrikes and lastPing are the reader's.
 	pingStrikes int
 	lastPing    time.Time
@@ -42,12 +43,25 @@ type connTimers struct {
 	keepalive, idle, age *time.Timer
 }
 
-// startTimers arms the timers of a client connection.
+// keepaliveConfig is the connection's side of the keepalive settings.
+func (c *conn) keepaliveConfig() Keepalive {
+	if c.backend != nil {
+		return c.e.cfg.BackendKeepalive
+	}
+	return c.e.cfg.Keepalive
+}
+
+// startTimers arms the timers of a connection: keepalive for both
+// sides, idle and age for clients.
 func (c *conn) startTimers() {
 	cfg := c.e.cfg
 	c.timers.lastActive = time.Now()
-	if cfg.Keepalive.Time > 0 {
-		c.timers.keepalive = time.AfterFunc(cfg.Keepalive.Time, c.keepaliveTick)
+	c.timers.lastRead.Store(c.timers.lastActive.UnixNano())
+	if ka := c.keepaliveConfig(); ka.Time > 0 {
+		c.timers.keepalive = time.AfterFunc(ka.Time, c.keepaliveTick)
+	}
+	if c.backend != nil {
+		return
 	}
 	if cfg.MaxConnectionIdle > 0 {
 		c.timers.idle = time.AfterFunc(cfg.MaxConnectionIdle, c.idleTick)
@@ -67,31 +81,46 @@ func (c *conn) stopTimers() {
 	}
 }
 
-// keepaliveTick pings a client that sent nothing for Keepalive.Time, and
-// closes it when it still sent nothing Keepalive.Timeout later.
+// keepaliveTick pings a peer that sent nothing for Keepalive.Time, and
+// closes the connection when it still sent nothing Keepalive.Timeout
+// later. A backend connection without calls is not pinged.
 func (c *conn) keepaliveTick() {
-	if c.isClosed() {
+	ka := c.keepaliveConfig()
+	c.mu.Lock()
+	closed, idle := c.closed, len(c.streams) == 0
+	c.mu.Unlock()
+	if closed {
 		return
 	}
-	if c.timers.read.Swap(false) {
-		c.timers.keepalive.Reset(c.e.cfg.Keepalive.Time)
+	quiet := time.Duration(time.Now().UnixNano() - c.timers.lastRead.Load())
+	if quiet < ka.Time {
+		c.timers.keepalive.Reset(ka.Time - quiet)
 		return
 	}
+	if c.backend != nil && idle {
+		c.timers.keepalive.Reset(ka.Time)
+		return
+	}
+	pinged := time.Now().UnixNano()
 	c.w.mu.Lock()
 	c.w.pingLocked(false, [8]byte{'q', 'k', 'a'})
 	c.w.flushLocked()
 	c.w.mu.Unlock()
-	time.AfterFunc(c.e.cfg.Keepalive.Timeout, func() {
+	time.AfterFunc(ka.Timeout, func() {
 		if c.isClosed() {
 			return
 		}
-		if !c.timers.read.Swap(false) {
-			c.e.logger.Debug("proxy: client connection closed: no answer to a keepalive ping",
-				"client", c.nc.RemoteAddr().String(), "timeout", c.e.cfg.Keepalive.Timeout)
-			c.fail(errors.New("keepalive ping not answered"))
+		if c.timers.lastRead.Load() < pinged {
+			peer := "client"
+			if c.backend != nil {
+				peer = "backend"
+			}
+			c.e.logger.Warn("proxy: connection closed: no answer to a keepalive ping",
+				peer, c.nc.RemoteAddr().String(), "timeout", ka.Timeout)
+			c.fail(fmt.Errorf("no answer to a keepalive ping within %s", ka.Timeout))
 			return
 		}
-		c.timers.keepalive.Reset(c.e.cfg.Keepalive.Time)
+		c.timers.keepalive.Reset(ka.Time)
 	})
 }
 
