@@ -52,7 +52,7 @@ type call struct {
 	// the call commits: when response headers reach the client, or when
 	// more than retryBuffer bytes were sent. attempts counts the attempts
 	// routed.
-	replay    []byte
+	replay    chunkQueue
 	committed bool
 	attempts  int
 }
@@ -91,10 +91,6 @@ func (c *call) onHeaders(b *batch, from *conn, fields []hpack.HeaderField, endSt
 		return
 	}
 	fields = responseFields(fields)
-	if endStream {
-		// The trailers are kept until sent; fields is the reader's.
-		fields = slices.Clone(fields)
-	}
 	if !endStream {
 		if c.headersSent {
 			return
@@ -133,6 +129,12 @@ func (c *call) onHeaders(b *batch, from *conn, fields []hpack.HeaderField, endSt
 	c.headersSent = true
 	c.down.trailers = fields
 	c.down.deliverLocked(nil, true)
+	if !c.down.ended {
+		// The trailers wait behind DATA; fields is the reader's, reused
+		// for its next header block.
+		c.down.trailers = slices.Clone(fields)
+		c.trailer = c.down.trailers
+	}
 }
 
 // onData handles DATA of the call from either side; padding is the
@@ -164,10 +166,10 @@ func (c *call) onData(b *batch, from *conn, p []byte, endStream bool, padding ui
 	}
 	h.creditLocked(padding)
 	if h == &c.up && !c.committed {
-		if len(c.replay)+len(p) > retryBuffer {
+		if c.replay.len()+len(p) > retryBuffer {
 			c.commitLocked()
 		} else {
-			c.replay = append(c.replay, p...)
+			c.replay.push(p)
 		}
 	}
 	h.deliverLocked(p, endStream)
@@ -176,7 +178,7 @@ func (c *call) onData(b *batch, from *conn, p []byte, endStream bool, padding ui
 // commitLocked makes the call's current attempt its last.
 func (c *call) commitLocked() {
 	c.committed = true
-	c.replay = nil
+	c.replay.reset()
 }
 
 func (c *call) onWindowUpdate(b *batch, from *conn, incr int64) {
@@ -294,9 +296,9 @@ func (c *call) retryLocked(transparent bool, st Status) bool {
 		// Send again what the backend was sent; the client has had its
 		// flow-control credit for it already.
 		// (replay holds all the client sent, what waited included.)
-		c.up.noCredit = int64(len(c.replay) - c.up.q.len())
+		c.up.noCredit = int64(c.replay.len() - c.up.q.len())
 		c.up.q.reset()
-		c.up.q.push(c.replay)
+		c.replay.copyTo(&c.up.q)
 	}
 	c.up.ended, c.up.queued, c.up.dstID, c.up.sendWin = false, false, 0, 0
 	c.up.scan = messageScanner{messages: c.up.scan.messages, bytes: c.up.scan.bytes}
@@ -389,7 +391,7 @@ func (c *call) finishLocked() {
 	}
 	c.up.q.reset()
 	c.down.q.reset()
-	c.replay = nil
+	c.replay.reset()
 	if !c.hasStatus {
 		c.status = Status{Code: codes.Internal, Message: "quaestor: the backend ended the call without a status"}
 	}

@@ -63,6 +63,20 @@ func (q *chunkQueue) consume(n int) {
 	}
 }
 
+// copyTo appends the queued bytes to dst.
+func (q *chunkQueue) copyTo(dst *chunkQueue) {
+	for i, c := range q.chunks {
+		start, end := 0, chunkSize
+		if i == 0 {
+			start = q.head
+		}
+		if i == len(q.chunks)-1 {
+			end = q.tail
+		}
+		dst.push(c[start:end])
+	}
+}
+
 // reset empties the queue, returning its chunks to the pool.
 func (q *chunkQueue) reset() {
 	for i, c := range q.chunks {

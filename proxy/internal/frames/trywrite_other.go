@@ -2,9 +2,16 @@
 
 package frames
 
-import "syscall"
+import (
+	"errors"
+	"syscall"
+)
 
 const canTryWrite = false
 
-// tryWrite is not available here: the write loop writes everything.
-func tryWrite(syscall.RawConn, []byte) (int, error) { return 0, nil }
+// rawWriter is not available here: the write loop writes everything.
+type rawWriter struct{}
+
+func newRawWriter(syscall.RawConn) *rawWriter { return nil }
+
+func (*rawWriter) tryWrite([]byte) (int, error) { return 0, errors.ErrUnsupported }

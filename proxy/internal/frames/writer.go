@@ -3,6 +3,7 @@ package frames
 import (
 	"encoding/binary"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -48,8 +49,8 @@ type writer struct {
 	sentData bool
 	// writing: a write is under way, with mu released.
 	writing bool
-	// raw, when the connection has one, allows writes that do not block.
-	raw syscall.RawConn
+	// raw, when the connection has one, writes without blocking.
+	raw *rawWriter
 	// stopped is closed when loop returns.
 	stopped chan struct{}
 }
@@ -71,7 +72,7 @@ func newWriter(conn net.Conn) *writer {
 	w.enc = hpack.NewEncoder((*hpackSink)(w))
 	if sc, ok := conn.(syscall.Conn); ok && canTryWrite {
 		if raw, err := sc.SyscallConn(); err == nil {
-			w.raw = raw
+			w.raw = newRawWriter(raw)
 		}
 	}
 	return w
@@ -117,7 +118,7 @@ func (w *writer) writeLocked(tryOnly bool) {
 	var n int
 	var err error
 	if tryOnly {
-		n, err = tryWrite(w.raw, b)
+		n, err = w.raw.tryWrite(b)
 	} else {
 		n, err = w.conn.Write(b)
 	}
@@ -262,6 +263,17 @@ func (w *writer) headersLocked(stream uint32, fields []hpack.HeaderField, endStr
 	}
 }
 
+// varies reports whether a field's value is new on most calls: deadlines,
+// trace context, status messages and details, per-call load reports, and
+// binary metadata in general.
+func varies(name string) bool {
+	switch name {
+	case "grpc-timeout", "grpc-message", "traceparent", "tracestate":
+		return true
+	}
+	return strings.HasSuffix(name, "-bin")
+}
+
 // cachedField is a header field and its encoding, valid while the
 // encoder's dynamic table is the one of generation gen.
 type cachedField struct {
@@ -277,9 +289,10 @@ type cachedField struct {
 // is the same bytes, which are copied instead of searching the encoder's
 // tables (the hash lookups are most of HPACK encoding's cost).
 func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
-	if f.Name == "grpc-timeout" {
+	if varies(f.Name) {
 		// A different value every call: indexing it would only push the
-		// fields that do repeat out of the table.
+		// fields that do repeat out of the table, and move the indices
+		// the cache holds.
 		f.Sensitive = true
 	}
 	var slots *[2]cachedField
