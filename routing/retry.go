@@ -9,26 +9,35 @@ import (
 	"time"
 )
 
-// Retries. Every proxied call is a stream of raw frames on a service
-// connection; gRPC retries it, on another pick, in two cases:
+// Retries. The proxy's frame engine places every attempt of a call with
+// Router.Pick and retries it, on another pick, in two cases:
 //
-//   - transparently, for every method: when the call never reached a
-//     backend (its connection failed before the request went out, or the
-//     backend refused the stream or said, in a GOAWAY, that it did not
-//     process it). Nothing to configure: it is safe for any call.
+//   - transparently, for every method: when the attempt never reached a
+//     backend (the connection to it could not be made, or the backend
+//     refused the stream, or said in a GOAWAY that it did not process
+//     it). Nothing to configure: it is safe for any call. These count
+//     towards the engine's own cap of 5 attempts, not MaxAttempts.
 //   - by policy, for the methods listed in RetryConfig.IdempotentMethods:
 //     when an attempt fails with UNAVAILABLE before the backend sent
-//     response headers (the backend died, hung up or was cut off with the
-//     request on it), up to MaxAttempts, within a budget shared by the
-//     service's calls, so that retries cannot multiply the load of a
+//     response headers (the backend died, hung up, was cut off or missed
+//     its keepalive pings with the request on it), as Router.RetryDelay
+//     allows: up to MaxAttempts, with backoff, within a budget shared by
+//     the service's calls, so that retries cannot multiply the load of a
 //     service that is failing as a whole.
 //
-// gRPC keeps the request messages of a call until its response headers
-// commit it, up to 256 KiB: a call that has sent more is not retried once
-// its messages are out. A method not listed is never retried once its
-// request may have reached a backend: a call placed on a connection that
-// the backend closed abruptly, before gRPC read the close, fails with
-// UNAVAILABLE, since the request may have been read.
+// Every attempt ends with Picked.Done, so passive health and the budget
+// see each one, retried or not. The engine keeps the request of a call
+// for replay until response headers commit it, up to 256 KiB: a call that
+// has sent more is not retried once its messages are out. A method not
+// listed is never retried once its request may have reached a backend: a
+// call opened on a connection that the backend closed abruptly, before
+// the proxy read the close, fails with UNAVAILABLE, since the request may
+// have been read.
+//
+// The same configuration, turned into a gRPC service config
+// (retryServiceConfig), governs the calls on the connections Router.Conn
+// hands out, which gRPC retries itself; the proxy uses those only for
+// server reflection.
 
 // RetryConfig is the `retry:` section.
 type RetryConfig struct {
