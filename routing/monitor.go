@@ -33,9 +33,9 @@ type HealthConfig struct {
 	// HealthyThreshold is how many good checks in a row make an unhealthy
 	// endpoint healthy again. Default 1.
 	HealthyThreshold int `koanf:"healthy_threshold"`
-	// EjectAfter is passive health: how many proxied calls in a row
-	// failing with UNAVAILABLE eject the endpoint (never the last one of a
-	// service); 0 turns it off. Default 5.
+	// EjectAfter is passive health: how many attempts of proxied calls
+	// in a row failing with UNAVAILABLE eject the endpoint (never the
+	// last one of a service); 0 turns it off. Default 5.
 	EjectAfter int `koanf:"eject_after"`
 	// EjectTime is the first ejection's length; it doubles with each
 	// ejection in a row, up to MaxEjectTime. Defaults 10s and 5m.

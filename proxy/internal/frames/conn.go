@@ -407,8 +407,8 @@ func (c *conn) fail(err error) {
 	streams := c.streams
 	c.streams = nil
 	flushFirst := c.goAwaySent
+	c.stopTimersLocked()
 	c.mu.Unlock()
-	c.stopTimers()
 	c.w.close()
 	if flushFirst {
 		// Let the GOAWAY go out, unless the peer does not read.

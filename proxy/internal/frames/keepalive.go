@@ -55,6 +55,11 @@ func (c *conn) keepaliveConfig() Keepalive {
 // sides, idle and age for clients.
 func (c *conn) startTimers() {
 	cfg := c.e.cfg
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
 	c.timers.lastActive = time.Now()
 	c.timers.lastRead.Store(c.timers.lastActive.UnixNano())
 	if ka := c.keepaliveConfig(); ka.Time > 0 {
@@ -73,7 +78,9 @@ func (c *conn) startTimers() {
 	}
 }
 
-func (c *conn) stopTimers() {
+// stopTimers stops the timers; called with mu held, as the connection
+// closes.
+func (c *conn) stopTimersLocked() {
 	for _, t := range []*time.Timer{c.timers.keepalive, c.timers.idle, c.timers.age} {
 		if t != nil {
 			t.Stop()
@@ -94,11 +101,11 @@ func (c *conn) keepaliveTick() {
 	}
 	quiet := time.Duration(time.Now().UnixNano() - c.timers.lastRead.Load())
 	if quiet < ka.Time {
-		c.timers.keepalive.Reset(ka.Time - quiet)
+		c.resetKeepalive(ka.Time - quiet)
 		return
 	}
 	if c.backend != nil && idle {
-		c.timers.keepalive.Reset(ka.Time)
+		c.resetKeepalive(ka.Time)
 		return
 	}
 	pinged := time.Now().UnixNano()
@@ -120,8 +127,18 @@ func (c *conn) keepaliveTick() {
 			c.fail(fmt.Errorf("no answer to a keepalive ping within %s", ka.Timeout))
 			return
 		}
-		c.timers.keepalive.Reset(ka.Time)
+		c.resetKeepalive(ka.Time)
 	})
+}
+
+// resetKeepalive arms the keepalive timer again, unless the connection
+// closed.
+func (c *conn) resetKeepalive(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
+		c.timers.keepalive.Reset(d)
+	}
 }
 
 // onClientPing enforces the keepalive policy on a client's ping; false
@@ -168,12 +185,12 @@ func (c *conn) idleTick() {
 		return
 	}
 	idleFor := time.Since(c.timers.lastActive)
-	busy := len(c.streams) > 0
-	c.mu.Unlock()
-	if busy || idleFor < c.e.cfg.MaxConnectionIdle {
+	if len(c.streams) > 0 || idleFor < c.e.cfg.MaxConnectionIdle {
 		c.timers.idle.Reset(max(c.e.cfg.MaxConnectionIdle-idleFor, c.e.cfg.MaxConnectionIdle/10))
+		c.mu.Unlock()
 		return
 	}
+	c.mu.Unlock()
 	c.closeWhenIdle()
 }
 
