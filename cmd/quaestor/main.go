@@ -13,7 +13,6 @@ import (
 )
 
 func main() {
-	tuneGC()
 	// Started by the Windows service manager: run until it says stop.
 	if handled, err := service.RunAsService(service.DefaultName, func(ctx context.Context) error {
 		if code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr); code != exitOK {
