@@ -10,9 +10,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 )
 
 // Defaults of the client limits. Each is chosen so that legitimate clients
@@ -129,40 +126,13 @@ func (c Config) validateLimits() error {
 	return nil
 }
 
-// limitOptions returns the gRPC server options that enforce the limits
-// gRPC itself implements; MaxConnections is the connLimiter's.
-func (c Config) limitOptions() []grpc.ServerOption {
-	// gRPC reads 0 as its own default for MinTime (5 minutes), and as
-	// "never" for the connection durations, as the config does.
-	minTime := c.Keepalive.MinTime
-	if minTime == 0 {
-		minTime = time.Nanosecond
-	}
-	return []grpc.ServerOption{
-		grpc.MaxConcurrentStreams(uint32(c.MaxConcurrentStreams)),
-		grpc.MaxHeaderListSize(uint32(c.MaxHeaderListSize)),
-		grpc.ConnectionTimeout(c.ConnectionTimeout),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time:                  c.Keepalive.Time,
-			Timeout:               c.Keepalive.Timeout,
-			MaxConnectionIdle:     c.MaxConnectionIdle,
-			MaxConnectionAge:      c.MaxConnectionAge,
-			MaxConnectionAgeGrace: c.MaxConnectionAgeGrace,
-		}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             minTime,
-			PermitWithoutStream: c.Keepalive.PermitWithoutStream,
-		}),
-	}
-}
-
 // connLimiter counts the server's open client connections over all its
 // listeners and refuses those beyond max.
 type connLimiter struct {
 	max int64 // 0: no limit
-	// userTimeout is set as TCP_USER_TIMEOUT on accepted connections:
-	// gRPC sets it only on a *net.TCPConn, which the counting wrapper
-	// hides.
+	// userTimeout is set as TCP_USER_TIMEOUT on accepted connections,
+	// as gRPC servers do when keepalive is on: data a dead client leaves
+	// unacknowledged closes its connection.
 	userTimeout time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
