@@ -1,0 +1,39 @@
+// Package frames is the proxy's forwarding engine: it forwards gRPC calls
+// between client and backend HTTP/2 connections frame by frame, without
+// terminating gRPC on either side.
+//
+// Per client stream, the engine decodes the header block, asks its
+// Router where the call goes (one Route per attempt), re-encodes the
+// headers for that backend's connection and copies DATA frames across,
+// once, as they come. Responses go back the same way: headers, DATA,
+// trailers (a trailers-only response stays one). Only what the engine
+// needs is parsed: the pseudo-headers, grpc-timeout, grpc-status in the
+// trailers, and the gRPC length prefixes inside DATA, to refuse messages
+// over Config.MaxMessageSize.
+//
+// Connections: a client connection has a reader goroutine and a writer
+// goroutine (writer.go). Frames a reader produces for other connections
+// are batched and written, without blocking, when its read buffer holds
+// no further complete frame; the writer goroutine takes over what a
+// socket does not take at once. Each backend (Engine.Backend) has one
+// connection at a time, made when a call first needs it and taken into
+// use once the backend has sent its SETTINGS.
+//
+// Flow control is bridged per stream (half.go): a source gets its stream
+// window back only as its bytes are handed to the destination's writer,
+// so what the engine holds per stream is bounded by the window it
+// advertised (256 KiB, doubling up to 4 MiB while the destination keeps
+// up); connection windows are given back as DATA is read, so that one
+// slow stream cannot stop the others of its connection.
+//
+// Retries (call.go): an attempt that never reached a backend (its
+// connection could not be made, the stream was refused, or a GOAWAY says
+// it was not processed) is sent again to another backend; one that
+// failed with UNAVAILABLE before any response is sent again when
+// Config.RetryDelay allows. Either way the request must still be whole:
+// the engine keeps up to 256 KiB of it until the response headers
+// commit the call.
+//
+// The engine knows nothing of services or registries: the Router
+// decides, and the proxy package supplies it (proxy/route.go).
+package frames
