@@ -90,7 +90,11 @@ func (b *Backend) attachLocked(c *call) {
 		if c.openLocked(bc) {
 			return
 		}
+		// Full (the backend's SETTINGS_MAX_CONCURRENT_STREAMS) or going
+		// away: calls go to a new connection, this one closes when its
+		// streams are done.
 		b.forget(bc)
+		bc.closeWhenIdle()
 	}
 	defer b.mu.Unlock()
 	if b.removed {

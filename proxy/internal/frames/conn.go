@@ -390,6 +390,7 @@ func (c *conn) onGoAway(f *http2.GoAwayFrame) {
 	c.mu.Unlock()
 	if c.backend != nil {
 		c.backend.forget(c)
+		c.closeWhenIdle()
 	}
 	for _, call := range unprocessed {
 		call.onLost(&c.rb, c, errors.New("the backend is going away (GOAWAY) and did not process the call"), true)
