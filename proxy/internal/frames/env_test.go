@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
@@ -277,4 +278,8 @@ func waitFor(ctx context.Context, t testing.TB, what string, cond func() bool) {
 		case <-tick.C:
 		}
 	}
+}
+
+func hpackField(name, value string) hpack.HeaderField {
+	return hpack.HeaderField{Name: name, Value: value}
 }
