@@ -2,6 +2,7 @@ package frames
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -226,4 +227,41 @@ func fieldValue(fields []hpack.HeaderField, name string) string {
 		}
 	}
 	return ""
+}
+
+// nextFrame reads frames until one matches; it fails the test when the
+// connection ends or ctx does first.
+func nextFrame(ctx context.Context, t testing.TB, frames <-chan rawFrame, what string, match func(rawFrame) bool) rawFrame {
+	t.Helper()
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				t.Fatalf("connection closed before %s", what)
+			}
+			if match(f) {
+				return f
+			}
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		}
+	}
+}
+
+// waitClosed reads frames until the engine closes the connection, and
+// returns them.
+func waitClosed(ctx context.Context, t testing.TB, frames <-chan rawFrame) []rawFrame {
+	t.Helper()
+	var seen []rawFrame
+	for {
+		select {
+		case f, ok := <-frames:
+			if !ok {
+				return seen
+			}
+			seen = append(seen, f)
+		case <-ctx.Done():
+			t.Fatalf("waiting for the connection to close: %v", ctx.Err())
+		}
+	}
 }
