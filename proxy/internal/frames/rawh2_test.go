@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"golang.org/x/net/http2"
@@ -136,6 +137,8 @@ func (s *rawServer) serve(conn net.Conn, handle func(p *rawPeer, f http2.Frame))
 // pings only when answerPings is set.
 type rawClient struct {
 	*rawPeer
+	// keepData: DATA payloads are copied into the frames.
+	keepData atomic.Bool
 	frames chan http2.Frame
 	done   chan struct{}
 }
@@ -147,6 +150,7 @@ type rawFrame struct {
 	Code    http2.ErrCode // RST_STREAM, GOAWAY
 	Debug   string        // GOAWAY
 	Data    int           // DATA payload length
+	Payload []byte        // DATA payload, when the client keeps it
 	Ping    bool          // a PING that is not an ack
 	Headers []hpack.HeaderField
 }
@@ -194,6 +198,9 @@ func dialRawClient(t testing.TB, addr string, answerPings bool, settings ...http
 				rf.Code = f.ErrCode
 			case *http2.DataFrame:
 				rf.Data = len(f.Data())
+				if c.keepData.Load() {
+					rf.Payload = append([]byte(nil), f.Data()...)
+				}
 			case *http2.MetaHeadersFrame:
 				rf.Headers = append([]hpack.HeaderField(nil), f.Fields...)
 			}
