@@ -139,8 +139,8 @@ type rawClient struct {
 	*rawPeer
 	// keepData: DATA payloads are copied into the frames.
 	keepData atomic.Bool
-	frames chan http2.Frame
-	done   chan struct{}
+	frames   chan http2.Frame
+	done     chan struct{}
 }
 
 // rawFrame is a copy of what the tests look at in a frame the engine sent
