@@ -139,7 +139,6 @@ type rawClient struct {
 	*rawPeer
 	// keepData: DATA payloads are copied into the frames.
 	keepData atomic.Bool
-	frames   chan http2.Frame
 	done     chan struct{}
 }
 
