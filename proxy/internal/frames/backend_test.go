@@ -2,7 +2,9 @@ package frames
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"strconv"
@@ -14,6 +16,7 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -189,6 +192,79 @@ func TestBackendResetCodes(t *testing.T) {
 	}
 	if n := refusedLate.Load(); n != 1 {
 		t.Errorf("backend saw %d attempts of a call refused after headers, want 1", n)
+	}
+	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+}
+
+// TestBackendLostMidCall: the backend's connection ends while a call
+// streams: the client gets UNAVAILABLE naming the backend, after the
+// messages that came before.
+func TestBackendLostMidCall(t *testing.T) {
+	ctx := testContext(t)
+	sentOne := make(chan struct{})
+	b := startBackend(t, func(_ any, ss grpc.ServerStream) error {
+		msg := []byte("first")
+		if err := ss.SendMsg(&msg); err != nil {
+			return err
+		}
+		close(sentOne)
+		<-ss.Context().Done()
+		return nil
+	})
+	e := startEngine(t, Config{}, b.addr)
+	s, err := dial(t, e.addr).NewStream(ctx, streamDesc, methodBidi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg []byte
+	if err := s.RecvMsg(&msg); err != nil || string(msg) != "first" {
+		t.Fatalf("first message %q, %v", msg, err)
+	}
+	<-sentOne
+	b.srv.Stop()
+	err = s.RecvMsg(&msg)
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), b.addr) {
+		t.Fatalf("after the backend went: %v, want UNAVAILABLE naming %s", st, b.addr)
+	}
+	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+}
+
+// TestBackendRemoved: RemoveBackend lets the calls on the backend end;
+// new calls to it fail.
+func TestBackendRemoved(t *testing.T) {
+	ctx := testContext(t)
+	b := startBackend(t, nil)
+	e := startEngine(t, Config{}, b.addr)
+	cc := dial(t, e.addr)
+	s, err := cc.NewStream(ctx, streamDesc, methodBidi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ping := []byte("before")
+	if err := s.SendMsg(&ping); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecvMsg(&ping); err != nil {
+		t.Fatal(err)
+	}
+	e.RemoveBackend(b.addr)
+	if e.LookupBackend(b.addr) != nil {
+		t.Error("LookupBackend finds a removed backend")
+	}
+	_, err = unary(ctx, cc, methodUnary, []byte("x"))
+	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "removed") {
+		t.Errorf("a call to the removed backend: %v, want UNAVAILABLE: removed", st)
+	}
+	pong := []byte("after")
+	if err := s.SendMsg(&pong); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecvMsg(&pong); err != nil || string(pong) != "after" {
+		t.Fatalf("the call open on the removed backend: %q, %v", pong, err)
+	}
+	_ = s.CloseSend()
+	if err := s.RecvMsg(&pong); !errors.Is(err, io.EOF) {
+		t.Fatalf("the call's end: %v", err)
 	}
 	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
