@@ -472,3 +472,34 @@ func TestEngineObserveResult(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineLargeMetadata: header blocks larger than a frame (HEADERS and
+// CONTINUATION) pass both ways, and so do many calls reusing the header
+// compression tables of both connections.
+func TestEngineLargeMetadata(t *testing.T) {
+	ctx := testContext(t)
+	b := startBackend(t, func(_ any, ss grpc.ServerStream) error {
+		md, _ := metadata.FromIncomingContext(ss.Context())
+		if err := ss.SendHeader(metadata.Pairs("x-big", md.Get("x-big")[0])); err != nil {
+			return err
+		}
+		ss.SetTrailer(metadata.Pairs("x-big-trailer", strings.ToUpper(md.Get("x-big")[0])))
+		return testHandler(nil, ss)
+	})
+	e := startEngine(t, Config{}, b.addr)
+	cc := dial(t, e.addr)
+	for i := range 20 {
+		big := strings.Repeat(fmt.Sprintf("value-%d-", i), 40<<10/8)
+		var header, trailer metadata.MD
+		_, err := unary(metadata.AppendToOutgoingContext(ctx, "x-big", big), cc, methodUnary, []byte("x"), grpc.Header(&header), grpc.Trailer(&trailer))
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if got := header.Get("x-big"); len(got) != 1 || got[0] != big {
+			t.Fatalf("call %d: response header differs", i)
+		}
+		if got := trailer.Get("x-big-trailer"); len(got) != 1 || got[0] != strings.ToUpper(big) {
+			t.Fatalf("call %d: trailer differs", i)
+		}
+	}
+}
