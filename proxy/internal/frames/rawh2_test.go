@@ -64,6 +64,8 @@ type rawServer struct {
 	wg   sync.WaitGroup
 	mu   sync.Mutex
 	open []net.Conn
+	// connected counts the connections being served.
+	connected atomic.Int64
 }
 
 func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame)) *rawServer {
@@ -98,6 +100,8 @@ func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame)) *rawSe
 }
 
 func (s *rawServer) serve(conn net.Conn, handle func(p *rawPeer, f http2.Frame)) {
+	s.connected.Add(1)
+	defer s.connected.Add(-1)
 	defer conn.Close()
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(conn, preface); err != nil || string(preface) != http2.ClientPreface {
