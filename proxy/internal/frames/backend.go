@@ -150,8 +150,9 @@ func (b *Backend) connect() {
 		b.lastErr = err
 		b.backoff = min(max(2*b.backoff, minDialBackoff), maxDialBackoff)
 		b.failedUntil = time.Now().Add(b.backoff)
+		backoff := b.backoff
 		b.mu.Unlock()
-		b.e.logger.Warn("proxy: connecting to backend failed", "addr", b.addr, "error", err, "retry_in", b.backoff)
+		b.e.logger.Warn("proxy: connecting to backend failed", "addr", b.addr, "error", err, "retry_in", backoff)
 		for _, c := range waiting {
 			c.onBackendFailed(b, err)
 		}
@@ -174,7 +175,8 @@ func (b *Backend) connect() {
 		c.mu.Lock()
 		if !c.finished && c.target == b && c.backend == nil {
 			if !c.openLocked(bc) {
-				c.failLocked(statusUnavailable(fmt.Sprintf("quaestor: backend %s took no new stream", b.addr)))
+				// Full already: onto the next connection.
+				b.attachLocked(c)
 			}
 		}
 		c.mu.Unlock()

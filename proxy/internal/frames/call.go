@@ -155,6 +155,21 @@ func (c *call) onData(b *batch, from *conn, p []byte, endStream bool, padding ui
 	} else if from != c.backend {
 		return
 	}
+	if !h.receivedLocked(int64(len(p)) + int64(padding)) {
+		// RFC 9113 6.9.1: a stream error for the sender.
+		from.rst(c.b, h.srcID, http2.ErrCodeFlowControl)
+		st := Status{Code: codes.Internal, Message: "quaestor: the backend sent more than its flow-control window"}
+		if h == &c.up {
+			c.e.logger.Warn("proxy: client sent more than its flow-control window: stream reset",
+				"client", c.client.nc.RemoteAddr().String())
+			c.abortLocked(Status{Code: codes.Canceled, Message: "quaestor: the client sent more than its flow-control window"})
+			return
+		}
+		c.up.ended = true // reset above
+		c.backend.remove(c.bid)
+		c.failLocked(st)
+		return
+	}
 	if n := h.scan.scan(p, uint32(c.e.cfg.MaxMessageSize)); n > 0 {
 		limit := c.e.cfg.MaxMessageSize
 		msg := fmt.Sprintf("quaestor: response message from the backend larger than proxy.max_message_size (%d bytes): larger than max (%d vs. %d)", limit, n, limit)
@@ -271,7 +286,7 @@ func (c *call) onBackendFailed(b *Backend, err error) {
 // may then be retried; otherwise Config.RetryDelay decides. The attempt's
 // stream on the backend is closed already.
 func (c *call) retryLocked(transparent bool, st Status) bool {
-	if c.finished || c.headersSent || c.down.ended || c.attempts >= maxAttempts {
+	if c.finished || c.headersSent || c.down.ended || c.attempts+1 >= maxAttempts {
 		return false
 	}
 	// The request must be whole: still waiting (never sent), or kept.
@@ -301,7 +316,6 @@ func (c *call) retryLocked(transparent bool, st Status) bool {
 		c.replay.copyTo(&c.up.q)
 	}
 	c.up.ended, c.up.queued, c.up.dstID, c.up.sendWin = false, false, 0, 0
-	c.up.scan = messageScanner{messages: c.up.scan.messages, bytes: c.up.scan.bytes}
 	c.down.src, c.down.srcID = nil, 0
 	c.backend, c.bid = nil, 0
 	if delay <= 0 {

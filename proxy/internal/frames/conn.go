@@ -78,10 +78,11 @@ type conn struct {
 
 	timers connTimers
 
-	// recvOwed is connection window owed to the peer; rb is the
-	// reader's batch. Reader only.
-	recvOwed uint32
-	rb       batch
+	// recvOwed is connection window owed to the peer, recvAvail what
+	// the peer may still send; rb is the reader's batch. Reader only.
+	recvOwed  uint32
+	recvAvail int64
+	rb        batch
 }
 
 func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
@@ -93,6 +94,7 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 		streams:        make(map[uint32]*call),
 		peerInitialWin: initialWindow,
 		sendWin:        initialWindow,
+		recvAvail:      connWindow,
 		peerMaxStreams: ^uint32(0),
 		nextID:         1,
 		done:           make(chan struct{}),
@@ -178,7 +180,9 @@ func (c *conn) readLoop() error {
 				return err
 			}
 		case *http2.DataFrame:
-			c.onData(f)
+			if err := c.onData(f); err != nil {
+				return err
+			}
 		case *http2.WindowUpdateFrame:
 			c.onWindowUpdate(f)
 		case *http2.RSTStreamFrame:
@@ -245,20 +249,29 @@ func (c *conn) lookup(id uint32) *call {
 	return call
 }
 
-func (c *conn) onData(f *http2.DataFrame) {
+func (c *conn) onData(f *http2.DataFrame) error {
 	if n := f.Header().Length; n > 0 {
+		c.recvAvail -= int64(n)
+		if c.recvAvail < 0 {
+			// RFC 9113 6.9.1: a connection error.
+			c.goAway(http2.ErrCodeFlowControl, "DATA beyond the connection's flow-control window")
+			return http2.ConnectionError(http2.ErrCodeFlowControl)
+		}
 		c.recvOwed += n
 		if c.recvOwed >= connWindow/4 {
 			c.w.mu.Lock()
 			c.w.windowUpdateLocked(0, c.recvOwed)
 			c.w.kickLocked(&c.rb)
 			c.w.mu.Unlock()
+			c.recvAvail += int64(c.recvOwed)
 			c.recvOwed = 0
 		}
 	}
-	if call := c.lookup(f.StreamID); call != nil {
+	call := c.lookup(f.StreamID)
+	if call != nil {
 		call.onData(&c.rb, c, f.Data(), f.StreamEnded(), f.Header().Length-uint32(len(f.Data())))
 	}
+	return nil
 }
 
 func (c *conn) onWindowUpdate(f *http2.WindowUpdateFrame) {

@@ -19,11 +19,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// Defaults of the Config fields left zero, gRPC's.
+const (
+	defaultMaxMessageSize   = 4 << 20
+	defaultKeepaliveTimeout = 20 * time.Second
+)
+
 // Config configures an Engine.
 type Config struct {
 	// Router places each call. Required.
 	Router Router
 	// MaxMessageSize is the largest gRPC message forwarded either way.
+	// Default 4 MiB.
 	MaxMessageSize int
 	// MaxConcurrentStreams is advertised to clients, and enforced.
 	MaxConcurrentStreams uint32
@@ -145,6 +152,14 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.ConnectionTimeout == 0 {
 		cfg.ConnectionTimeout = 10 * time.Second
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = defaultMaxMessageSize
+	}
+	for _, ka := range []*Keepalive{&cfg.Keepalive, &cfg.BackendKeepalive} {
+		if ka.Time > 0 && ka.Timeout <= 0 {
+			ka.Timeout = defaultKeepaliveTimeout
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,

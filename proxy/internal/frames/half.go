@@ -35,6 +35,9 @@ type half struct {
 	owed     uint32
 	noCredit int64
 	window   int64
+	// recvAvail is what the source may still send on the stream: the
+	// window the proxy advertised, less what came, plus what went back.
+	recvAvail int64
 	// queued: the half is in dst.blocked, waiting for dst's connection
 	// window or writer room.
 	queued bool
@@ -116,6 +119,17 @@ func (h *half) sendLocked(p []byte, end bool) (int, bool) {
 	return n, true
 }
 
+// receivedLocked counts n bytes of DATA (padding included) read from the
+// source against the stream window the proxy advertised; false when the
+// source sent more than that window.
+func (h *half) receivedLocked(n int64) bool {
+	if h.window == 0 {
+		h.window, h.recvAvail = streamWindow, streamWindow
+	}
+	h.recvAvail -= n
+	return h.recvAvail >= 0
+}
+
 // creditLocked gives the source back n bytes of stream window, in
 // batches.
 func (h *half) creditLocked(n uint32) {
@@ -128,7 +142,7 @@ func (h *half) creditLocked(n uint32) {
 		return // the source sends no more on this stream
 	}
 	if h.window == 0 {
-		h.window = streamWindow
+		h.window, h.recvAvail = streamWindow, streamWindow
 	}
 	h.owed += n
 	if h.owed < uint32(h.window/4) {
@@ -141,6 +155,7 @@ func (h *half) creditLocked(n uint32) {
 		h.owed += uint32(h.window)
 		h.window *= 2
 	}
+	h.recvAvail += int64(h.owed)
 	w := h.src.w
 	w.mu.Lock()
 	w.windowUpdateLocked(h.srcID, h.owed)

@@ -31,9 +31,10 @@ const maxPingStrikes = 2
 
 // connTimers are a client connection's keepalive, idle and age timers.
 type connTimers struct {
-	// lastRead is when the reader last read from the network (unix
-	// nanoseconds).
-	lastRead atomic.Int64
+	// lastRead is when the reader last read from the network, pingSent
+	// when the keepalive ping waiting for an answer went (0: none);
+	// unix nanoseconds.
+	lastRead, pingSent atomic.Int64
 	// pingStrikes and lastPing are the reader's.
 	pingStrikes int
 	lastPing    time.Time
@@ -90,7 +91,7 @@ func (c *conn) stopTimersLocked() {
 
 // keepaliveTick pings a peer that sent nothing for Keepalive.Time, and
 // closes the connection when it still sent nothing Keepalive.Timeout
-// later. A backend connection without calls is not pinged.
+// after the ping. A backend connection without calls is not pinged.
 func (c *conn) keepaliveTick() {
 	ka := c.keepaliveConfig()
 	c.mu.Lock()
@@ -99,25 +100,13 @@ func (c *conn) keepaliveTick() {
 	if closed {
 		return
 	}
-	quiet := time.Duration(time.Now().UnixNano() - c.timers.lastRead.Load())
-	if quiet < ka.Time {
-		c.resetKeepalive(ka.Time - quiet)
-		return
-	}
-	if c.backend != nil && idle {
-		c.resetKeepalive(ka.Time)
-		return
-	}
-	pinged := time.Now().UnixNano()
-	c.w.mu.Lock()
-	c.w.pingLocked(false, [8]byte{'q', 'k', 'a'})
-	c.w.flushLocked()
-	c.w.mu.Unlock()
-	time.AfterFunc(ka.Timeout, func() {
-		if c.isClosed() {
-			return
-		}
-		if c.timers.lastRead.Load() < pinged {
+	now := time.Now().UnixNano()
+	lastRead := c.timers.lastRead.Load()
+	if sent := c.timers.pingSent.Load(); sent != 0 {
+		switch {
+		case lastRead >= sent:
+			c.timers.pingSent.Store(0) // answered, or something else came
+		case time.Duration(now-sent) >= ka.Timeout:
 			peer := "client"
 			if c.backend != nil {
 				peer = "backend"
@@ -126,9 +115,25 @@ func (c *conn) keepaliveTick() {
 				peer, c.nc.RemoteAddr().String(), "timeout", ka.Timeout)
 			c.fail(fmt.Errorf("no answer to a keepalive ping within %s", ka.Timeout))
 			return
+		default:
+			c.resetKeepalive(min(ka.Timeout-time.Duration(now-sent), ka.Time))
+			return
 		}
+	}
+	if quiet := time.Duration(now - lastRead); quiet < ka.Time {
+		c.resetKeepalive(ka.Time - quiet)
+		return
+	}
+	if c.backend != nil && idle {
 		c.resetKeepalive(ka.Time)
-	})
+		return
+	}
+	c.timers.pingSent.Store(now)
+	c.w.mu.Lock()
+	c.w.pingLocked(false, [8]byte{'q', 'k', 'a'})
+	c.w.flushLocked()
+	c.w.mu.Unlock()
+	c.resetKeepalive(min(ka.Timeout, ka.Time))
 }
 
 // resetKeepalive arms the keepalive timer again, unless the connection
