@@ -3,7 +3,6 @@ package frames
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -59,7 +58,7 @@ func (r *headerReader) emit(f hpack.HeaderField) {
 		switch {
 		case f.IsPseudo() && len(r.block.fields) > 0 && !r.block.fields[len(r.block.fields)-1].IsPseudo():
 			r.block.malformed = fmt.Sprintf("pseudo-header %q after regular fields", f.Name)
-		case strings.ToLower(f.Name) != f.Name:
+		case hasUpper(f.Name):
 			r.block.malformed = fmt.Sprintf("field name %q is not lower case", f.Name)
 		}
 	}
@@ -105,4 +104,15 @@ func (r *headerReader) decode(frag []byte) (done bool, err error) {
 		return false, fmt.Errorf("%w: %v", errCompression, err)
 	}
 	return true, nil
+}
+
+// hasUpper reports whether s has an upper-case ASCII letter, which HTTP/2
+// field names must not.
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
