@@ -129,8 +129,9 @@ type Engine struct {
 	conns    map[*conn]struct{}
 	backends map[string]*Backend
 	// closing: no new client connections; closed: no connections at all.
-	closing, closed bool
-	lis             []net.Listener
+	// sweeping: sweepBackends runs.
+	closing, closed, sweeping bool
+	lis                       []net.Listener
 }
 
 // New returns an engine; it serves once Serve is called.
@@ -162,11 +163,8 @@ func New(cfg Config) (*Engine, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}
-	e.wg.Add(1)
-	go e.sweepBackends()
-	return e, nil
+	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
+		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}, nil
 }
 
 // backendIdleTime is how long a backend may go without a call before the
@@ -262,6 +260,13 @@ func (e *Engine) Serve(lis net.Listener) error {
 		return nil
 	}
 	e.lis = append(e.lis, lis)
+	if !e.sweeping {
+		// Started by the first Serve, so that an engine never served
+		// has no goroutine to stop.
+		e.sweeping = true
+		e.wg.Add(1)
+		go e.sweepBackends()
+	}
 	e.mu.Unlock()
 	for {
 		nc, err := lis.Accept()
