@@ -40,6 +40,7 @@ FUZZTIME ?= 100000x
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./cmd/quaestor/internal/config/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeValue$$' -fuzztime $(FUZZTIME) ./routing/registry/
+	$(GO) test -run '^$$' -fuzz '^FuzzMessageScanner$$' -fuzztime $(FUZZTIME) ./proxy/internal/frames/
 
 # The benchmark harness: direct, quaestor, grpc-proxy, HAProxy and nginx,
 # each a process of its own, in one interleaved run (about 9 minutes on 2
