@@ -65,6 +65,13 @@ const (
 	maxAttempts = 5
 )
 
+// lock starts an event of the call, handled by the reader whose batch
+// is b (nil for other goroutines).
+func (c *call) lock(b *batch) {
+	c.mu.Lock()
+	c.b = b
+}
+
 // unlock ends an event of the call.
 func (c *call) unlock() {
 	c.b = nil
@@ -73,9 +80,8 @@ func (c *call) unlock() {
 
 // onHeaders handles a HEADERS frame of an open stream from either side.
 func (c *call) onHeaders(b *batch, from *conn, fields []hpack.HeaderField, endStream bool) {
-	c.mu.Lock()
+	c.lock(b)
 	defer c.unlock()
-	c.b = b
 	if c.finished {
 		return
 	}
@@ -140,9 +146,8 @@ func (c *call) onHeaders(b *batch, from *conn, fields []hpack.HeaderField, endSt
 // onData handles DATA of the call from either side; padding is the
 // frame's padding, flow-controlled but not forwarded.
 func (c *call) onData(b *batch, from *conn, p []byte, endStream bool, padding uint32) {
-	c.mu.Lock()
+	c.lock(b)
 	defer c.unlock()
-	c.b = b
 	if c.finished {
 		return
 	}
@@ -197,9 +202,8 @@ func (c *call) commitLocked() {
 }
 
 func (c *call) onWindowUpdate(b *batch, from *conn, incr int64) {
-	c.mu.Lock()
+	c.lock(b)
 	defer c.unlock()
-	c.b = b
 	h := &c.up
 	if from == c.client {
 		h = &c.down
@@ -212,9 +216,8 @@ func (c *call) onWindowUpdate(b *batch, from *conn, incr int64) {
 
 // onReset handles RST_STREAM from either side.
 func (c *call) onReset(b *batch, from *conn, code http2.ErrCode) {
-	c.mu.Lock()
+	c.lock(b)
 	defer c.unlock()
-	c.b = b
 	if c.finished {
 		return
 	}
@@ -242,9 +245,8 @@ func (c *call) onReset(b *batch, from *conn, code http2.ErrCode) {
 // onLost handles the end of either side's connection; unprocessed says
 // the backend declared (GOAWAY) that it never saw the call.
 func (c *call) onLost(b *batch, from *conn, err error, unprocessed bool) {
-	c.mu.Lock()
+	c.lock(b)
 	defer c.unlock()
-	c.b = b
 	if c.finished {
 		return
 	}

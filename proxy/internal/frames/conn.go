@@ -295,8 +295,7 @@ func (c *conn) wakeBlocked(b *batch) {
 	c.blocked = nil
 	c.w.mu.Unlock()
 	for _, h := range blocked {
-		h.c.mu.Lock()
-		h.c.b = b
+		h.c.lock(b)
 		h.queued = false
 		h.pushLocked()
 		h.c.unlock()

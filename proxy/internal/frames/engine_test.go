@@ -44,31 +44,7 @@ func TestEngineServerStream(t *testing.T) {
 	b := startBackend(t, nil)
 	e := startEngine(t, Config{}, b.addr)
 	cc := dial(t, e.addr)
-	const count, size = 50, 40 << 10
-	s, err := cc.NewStream(ctx, streamDesc, methodServerStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := serverStreamRequest(count, size)
-	if err := s.SendMsg(&req); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CloseSend(); err != nil {
-		t.Fatal(err)
-	}
-	for i := range uint32(count) {
-		var msg []byte
-		if err := s.RecvMsg(&msg); err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-		if !bytes.Equal(msg, patterned(i, size)) {
-			t.Fatalf("message %d differs", i)
-		}
-	}
-	var extra []byte
-	if err := s.RecvMsg(&extra); !errors.Is(err, io.EOF) {
-		t.Fatalf("after the last message: %v, want EOF", err)
-	}
+	serverStreamWhole(ctx, t, cc, 50, 40<<10)
 }
 
 func TestEngineClientStream(t *testing.T) {

@@ -1,6 +1,7 @@
 package frames
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -282,4 +283,35 @@ func waitFor(ctx context.Context, t testing.TB, what string, cond func() bool) {
 
 func hpackField(name, value string) hpack.HeaderField {
 	return hpack.HeaderField{Name: name, Value: value}
+}
+
+// serverStreamWhole asks the backend, through cc, for a server stream of
+// count patterned messages of size bytes, and checks that each arrives
+// whole and in order, and then the end of the stream.
+func serverStreamWhole(ctx context.Context, t *testing.T, cc *grpc.ClientConn, count, size uint32) {
+	t.Helper()
+	s, err := cc.NewStream(ctx, streamDesc, methodServerStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := serverStreamRequest(count, size)
+	if err := s.SendMsg(&req); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range count {
+		var msg []byte
+		if err := s.RecvMsg(&msg); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if !bytes.Equal(msg, patterned(i, int(size))) {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+	var extra []byte
+	if err := s.RecvMsg(&extra); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last message: %v, want EOF", err)
+	}
 }

@@ -233,27 +233,5 @@ func TestFlowGRPCClientBDP(t *testing.T) {
 	b := startBackend(t, nil)
 	e := startEngine(t, Config{}, b.addr)
 	cc := dial(t, e.addr)
-	const count, size = 64, 1 << 20
-	s, err := cc.NewStream(ctx, streamDesc, methodServerStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := serverStreamRequest(count, size)
-	if err := s.SendMsg(&req); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.CloseSend()
-	for i := range uint32(count) {
-		var msg []byte
-		if err := s.RecvMsg(&msg); err != nil {
-			t.Fatalf("message %d: %v", i, err)
-		}
-		if !bytes.Equal(msg, patterned(i, size)) {
-			t.Fatalf("message %d differs", i)
-		}
-	}
-	var extra []byte
-	if err := s.RecvMsg(&extra); err == nil {
-		t.Fatal("a message after the last")
-	}
+	serverStreamWhole(ctx, t, cc, 64, 1<<20)
 }
