@@ -221,22 +221,7 @@ services:
 	proxyProc, _ := start(t, "quaestor", "proxy", "-c", cfg)
 
 	ctx := testContext(t)
-	cc, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	health := healthpb.NewHealthClient(cc)
-	for {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("proxy never served: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cc := dialServingProxy(ctx, t, listen)
 	echo := examplev1.NewEchoClient(cc)
 	resp, err := echo.Unary(ctx, &examplev1.EchoRequest{Payload: []byte("hi")})
 	if err != nil || string(resp.GetPayload()) != "hi" || resp.GetServer() != worker {
@@ -257,6 +242,7 @@ services:
 		t.Fatal(err)
 	}
 	// Wait for the drain to start: health turns NOT_SERVING.
+	health := healthpb.NewHealthClient(cc)
 	for {
 		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
 		if err != nil || resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
@@ -284,5 +270,27 @@ services:
 	}
 	if !strings.Contains(proxyProc.stderr.String(), "proxy: drained") {
 		t.Errorf("no drain in the log:\n%s", proxyProc.stderr)
+	}
+}
+
+// dialServingProxy connects to the proxy at addr and waits until its
+// health says SERVING; the connection closes with the test.
+func dialServingProxy(ctx context.Context, t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	health := healthpb.NewHealthClient(cc)
+	for {
+		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return cc
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("proxy never served: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling with the deadline above
 	}
 }

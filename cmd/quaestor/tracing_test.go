@@ -8,13 +8,10 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	collectorpb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
@@ -94,22 +91,7 @@ services:
 	proxyProc, _ := start(t, "quaestor", "proxy", "-c", cfg)
 
 	ctx := testContext(t)
-	cc, err := grpc.NewClient(listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	health := healthpb.NewHealthClient(cc)
-	for {
-		resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{}, grpc.WaitForReady(true))
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("proxy never served: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cc := dialServingProxy(ctx, t, listen)
 	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	callCtx := metadata.AppendToOutgoingContext(ctx, "traceparent", "00-"+traceID+"-"+clientSpan+"-01")
 	if _, err := examplev1.NewEchoClient(cc).Unary(callCtx, &examplev1.EchoRequest{Payload: []byte("hi")}); err != nil {
