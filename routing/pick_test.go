@@ -252,31 +252,9 @@ func TestPickPolicies(t *testing.T) {
 				}
 			}},
 		{name: "least-request prefers fewer in flight", policy: PolicyLeastRequest, eps: pickEndpoints(2),
-			check: func(_ context.Context, t *testing.T, r *Router, _ *Table) {
-				busy, err := r.Pick(testService, "/test.Service/Call", nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer busy.Done(codes.OK, nil)
-				for range 20 {
-					if addr := pickOne(t, r, nil, nil); addr == busy.Addr {
-						t.Fatalf("picked %s, which has a call in flight, over an idle endpoint", addr)
-					}
-				}
-			}},
+			check: avoidsBusy("which has a call in flight, over an idle endpoint")},
 		{name: "peak-ewma prefers the idle endpoint", policy: PolicyPeakEWMA, eps: pickEndpoints(2),
-			check: func(_ context.Context, t *testing.T, r *Router, _ *Table) {
-				busy, err := r.Pick(testService, "/test.Service/Call", nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer busy.Done(codes.OK, nil)
-				for range 20 {
-					if addr := pickOne(t, r, nil, nil); addr == busy.Addr {
-						t.Fatalf("picked %s, whose first call is in flight, over an untried one", addr)
-					}
-				}
-			}},
+			check: avoidsBusy("whose first call is in flight, over an untried one")},
 		{name: "consistent-hash sticks by header", policy: PolicyConsistentHash, eps: pickEndpoints(5),
 			check: func(_ context.Context, t *testing.T, r *Router, _ *Table) {
 				seen := map[string]bool{}
@@ -677,4 +655,21 @@ func ExampleRouter_Pick() {
 		time.Sleep(wait)
 	}
 	// Output: attempt 1 on 127.0.0.1:5161
+}
+
+// avoidsBusy checks that, with a call in flight on one of two endpoints,
+// the policy places the next calls on the other; why ends the failure.
+func avoidsBusy(why string) func(context.Context, *testing.T, *Router, *Table) {
+	return func(_ context.Context, t *testing.T, r *Router, _ *Table) {
+		busy, err := r.Pick(testService, "/test.Service/Call", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Done(codes.OK, nil)
+		for range 20 {
+			if addr := pickOne(t, r, nil, nil); addr == busy.Addr {
+				t.Fatalf("picked %s, %s", addr, why)
+			}
+		}
+	}
 }
