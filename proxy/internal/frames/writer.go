@@ -12,10 +12,13 @@ import (
 )
 
 // writer is a connection's outbound side: frames are appended to a buffer
-// under mu by whichever goroutine produces them, and one goroutine per
-// connection writes the buffer out. Frames produced while a write is under
-// way go out together in the next one, so a busy connection makes one
-// system call for many frames, and no producer ever blocks on the socket.
+// under mu by whichever goroutine produces them. A reader that produced
+// them writes the buffer out itself, without blocking, when it has
+// handled what one read brought in (see batch); what the socket does not
+// take then, and frames from other goroutines, the connection's write
+// loop writes out. Frames produced while a write is under way go out
+// together in the next one, so a busy connection makes one system call
+// for many frames, and no producer ever blocks on the socket.
 type writer struct {
 	conn net.Conn
 
