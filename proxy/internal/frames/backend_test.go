@@ -160,20 +160,7 @@ func TestBackendResetCodes(t *testing.T) {
 	})
 	e := startEngine(t, Config{}, b.addr)
 	cc := dial(t, e.addr)
-	tests := []struct {
-		code http2.ErrCode
-		want codes.Code
-	}{
-		{http2.ErrCodeNo, codes.Internal},
-		{http2.ErrCodeProtocol, codes.Internal},
-		{http2.ErrCodeInternal, codes.Internal},
-		{http2.ErrCodeFlowControl, codes.Internal},
-		{http2.ErrCodeRefusedStream, codes.Unavailable},
-		{http2.ErrCodeCancel, codes.Canceled},
-		{http2.ErrCodeEnhanceYourCalm, codes.ResourceExhausted},
-		{http2.ErrCodeInadequateSecurity, codes.PermissionDenied},
-	}
-	for _, tt := range tests {
+	for _, tt := range resetCodes {
 		for _, when := range []string{"early", "late"} {
 			t.Run(tt.code.String()+"/"+when, func(t *testing.T) {
 				_, err := unary(ctx, cc, fmt.Sprintf("/reset.%d/%s", tt.code, when), []byte("x"))

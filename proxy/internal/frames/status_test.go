@@ -54,26 +54,28 @@ func TestDecodeGRPCMessageLeavesBadEscapes(t *testing.T) {
 	}
 }
 
+// resetCodes are gRPC's mapping of a reset's HTTP/2 code to a status code.
+var resetCodes = []struct {
+	code http2.ErrCode
+	want codes.Code
+}{
+	{http2.ErrCodeNo, codes.Internal},
+	{http2.ErrCodeProtocol, codes.Internal},
+	{http2.ErrCodeInternal, codes.Internal},
+	{http2.ErrCodeFlowControl, codes.Internal},
+	{http2.ErrCodeStreamClosed, codes.Internal},
+	{http2.ErrCodeFrameSize, codes.Internal},
+	{http2.ErrCodeRefusedStream, codes.Unavailable},
+	{http2.ErrCodeCancel, codes.Canceled},
+	{http2.ErrCodeCompression, codes.Internal},
+	{http2.ErrCodeConnect, codes.Internal},
+	{http2.ErrCodeEnhanceYourCalm, codes.ResourceExhausted},
+	{http2.ErrCodeInadequateSecurity, codes.PermissionDenied},
+	{http2.ErrCodeHTTP11Required, codes.Internal},
+}
+
 func TestResetStatus(t *testing.T) {
-	tests := []struct {
-		code http2.ErrCode
-		want codes.Code
-	}{
-		{http2.ErrCodeNo, codes.Internal},
-		{http2.ErrCodeProtocol, codes.Internal},
-		{http2.ErrCodeInternal, codes.Internal},
-		{http2.ErrCodeFlowControl, codes.Internal},
-		{http2.ErrCodeStreamClosed, codes.Internal},
-		{http2.ErrCodeFrameSize, codes.Internal},
-		{http2.ErrCodeRefusedStream, codes.Unavailable},
-		{http2.ErrCodeCancel, codes.Canceled},
-		{http2.ErrCodeCompression, codes.Internal},
-		{http2.ErrCodeConnect, codes.Internal},
-		{http2.ErrCodeEnhanceYourCalm, codes.ResourceExhausted},
-		{http2.ErrCodeInadequateSecurity, codes.PermissionDenied},
-		{http2.ErrCodeHTTP11Required, codes.Internal},
-	}
-	for _, tt := range tests {
+	for _, tt := range resetCodes {
 		t.Run(tt.code.String(), func(t *testing.T) {
 			want := Status{Code: tt.want, Message: "stream terminated by RST_STREAM with error code: " + tt.code.String()}
 			if diff := cmp.Diff(want, resetStatus(tt.code)); diff != "" {
