@@ -448,11 +448,15 @@ func (c *conn) fail(err error) {
 func (c *conn) remove(id uint32) {
 	c.mu.Lock()
 	delete(c.streams, id)
-	if len(c.streams) == 0 {
+	empty := len(c.streams) == 0
+	if empty {
 		c.timers.lastActive = time.Now()
 	}
-	idle := c.idleClose && len(c.streams) == 0 && !c.closed
+	idle := c.idleClose && empty && !c.closed
 	c.mu.Unlock()
+	if empty {
+		c.w.releaseLarge()
+	}
 	if idle {
 		c.closeAfterWrites()
 	}

@@ -66,8 +66,11 @@ const (
 	highWater = 1 << 20
 	lowWater  = 256 << 10
 	// maxSpare bounds the buffer kept between writes: a busy stream's
-	// buffer goes up to highWater and a little more, and is reused.
-	maxSpare = highWater + 64<<10
+	// buffer goes up to highWater and a little more, and is reused while
+	// the connection has streams; smallSpare is what it keeps when it has
+	// none (releaseLarge).
+	maxSpare   = highWater + 64<<10
+	smallSpare = 64 << 10
 )
 
 func newWriter(conn net.Conn) *writer {
@@ -184,6 +187,20 @@ func (b *batch) flush() {
 		b.dirty[i] = nil
 	}
 	b.dirty = b.dirty[:0]
+}
+
+// releaseLarge lets go of write buffers grown past smallSpare, once the
+// connection has no stream: a connection that carried a large stream
+// does not keep its megabytes while it idles or carries small calls.
+func (w *writer) releaseLarge() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cap(w.spare) > smallSpare {
+		w.spare = nil
+	}
+	if len(w.buf) == 0 && cap(w.buf) > smallSpare {
+		w.buf = nil
+	}
 }
 
 // flushLocked wakes the write loop. Called with mu held, after appending.
