@@ -57,7 +57,7 @@ func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
 		return frames.Route{}, err
 	}
 	if r.own[service] {
-		return frames.Route{Backend: r.engine.Backend(ownBackend, r.dialOwn, nil)}, nil
+		return frames.Route{Backend: r.engine.Backend(ownBackend, ownBackend, r.dialOwn, nil)}, nil
 	}
 	sr := r.service(service)
 	skip := sr.unready
@@ -181,7 +181,7 @@ func (sr *serviceRoute) backend(addr string) *frames.Backend {
 		return b
 	}
 	dialer := &sr.r.dialer
-	return sr.r.engine.Backend(key, func(ctx context.Context) (net.Conn, error) {
+	return sr.r.engine.Backend(key, addr, func(ctx context.Context) (net.Conn, error) {
 		return dialer.DialContext(ctx, "tcp", addr)
 	}, sr.tls)
 }

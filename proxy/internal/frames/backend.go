@@ -96,20 +96,28 @@ func (b *Backend) attachLocked(c *call) {
 		b.forget(bc)
 		bc.closeWhenIdle()
 	}
-	defer b.mu.Unlock()
-	if b.removed {
-		c.failLocked(statusUnavailable(fmt.Sprintf("quaestor: backend %s was removed", b.addr)))
+	var st Status
+	switch {
+	case b.removed:
+		// Forgotten by the engine since it was routed to (idle, or
+		// removed): routed again, the call gets its successor.
+		st = statusUnavailable(fmt.Sprintf("quaestor: backend %s was removed", b.addr))
+	case !b.dialing && time.Now().Before(b.failedUntil):
+		st = statusUnavailable(fmt.Sprintf("quaestor: backend %s is unreachable: %v", b.addr, b.lastErr))
+	default:
+		b.waiting = append(b.waiting, c)
+		if !b.dialing {
+			b.dialing = true
+			b.e.wg.Add(1)
+			go b.connect()
+		}
+		b.mu.Unlock()
 		return
 	}
-	if !b.dialing && time.Now().Before(b.failedUntil) {
-		c.failLocked(statusUnavailable(fmt.Sprintf("quaestor: backend %s is unreachable: %v", b.addr, b.lastErr)))
-		return
-	}
-	b.waiting = append(b.waiting, c)
-	if !b.dialing {
-		b.dialing = true
-		b.e.wg.Add(1)
-		go b.connect()
+	b.mu.Unlock()
+	// The call never reached the backend: another may take it.
+	if !c.retryLocked(true, st) {
+		c.failLocked(st)
 	}
 }
 

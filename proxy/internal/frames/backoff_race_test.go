@@ -14,7 +14,7 @@ import (
 func TestBackendReadyDialFailuresRace(t *testing.T) {
 	ctx := testContext(t)
 	e := startEngine(t, Config{}, "")
-	b := e.Backend("failing", func(context.Context) (net.Conn, error) {
+	b := e.Backend("failing", "failing", func(context.Context) (net.Conn, error) {
 		return nil, errors.New("refused by the test")
 	}, nil)
 	for range 3 {

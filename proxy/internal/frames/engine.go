@@ -125,9 +125,11 @@ type Engine struct {
 
 	inFlight atomic.Int64
 
-	mu       sync.Mutex
-	conns    map[*conn]struct{}
-	backends map[string]*Backend
+	// backends maps a key to its *Backend.
+	backends sync.Map
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
 	// closing: no new client connections; closed: no connections at all.
 	// sweeping: sweepBackends runs.
 	closing, closed, sweeping bool
@@ -164,7 +166,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		conns: make(map[*conn]struct{}), backends: make(map[string]*Backend)}, nil
+		conns: make(map[*conn]struct{})}, nil
 }
 
 // backendIdleTime is how long a backend may go without a call before the
@@ -186,49 +188,40 @@ func (e *Engine) sweepBackends() {
 		case <-tick.C:
 		}
 		// A backend is forgotten at the second sweep without a call.
-		e.mu.Lock()
-		var idle []string
-		for key, b := range e.backends {
-			if !b.used.Swap(false) && b.idle() {
-				idle = append(idle, key)
+		e.backends.Range(func(key, b any) bool {
+			if !b.(*Backend).used.Swap(false) && b.(*Backend).idle() {
+				e.RemoveBackend(key.(string))
 			}
-		}
-		e.mu.Unlock()
-		for _, key := range idle {
-			e.RemoveBackend(key)
-		}
+			return true
+		})
 	}
 }
 
-// Backend returns the backend of key, made with dial (and tlsConfig, when
-// not nil) the first time.
-func (e *Engine) Backend(key string, dial func(context.Context) (net.Conn, error), tlsConfig *tls.Config) *Backend {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	b, ok := e.backends[key]
-	if !ok {
-		b = &Backend{e: e, addr: key, dial: dial, tls: tlsConfig}
-		e.backends[key] = b
+// Backend returns the backend of key, made the first time with dial
+// (and tlsConfig, when not nil); addr names it in statuses and logs. The
+// key tells apart backends at one address that differ in TLS.
+func (e *Engine) Backend(key, addr string, dial func(context.Context) (net.Conn, error), tlsConfig *tls.Config) *Backend {
+	if b := e.LookupBackend(key); b != nil {
+		return b
 	}
-	return b
+	b, _ := e.backends.LoadOrStore(key, &Backend{e: e, addr: addr, dial: dial, tls: tlsConfig})
+	return b.(*Backend)
 }
 
-// LookupBackend returns the backend of key, or nil.
+// LookupBackend returns the backend of key, or nil. It takes no lock:
+// routing asks for every call.
 func (e *Engine) LookupBackend(key string) *Backend {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.backends[key]
+	if b, ok := e.backends.Load(key); ok {
+		return b.(*Backend)
+	}
+	return nil
 }
 
 // RemoveBackend forgets the backend of key: its connections close once
-// their calls end.
+// their calls end; a call routed to it after that goes to its successor.
 func (e *Engine) RemoveBackend(key string) {
-	e.mu.Lock()
-	b, ok := e.backends[key]
-	delete(e.backends, key)
-	e.mu.Unlock()
-	if ok {
-		b.close()
+	if b, ok := e.backends.LoadAndDelete(key); ok {
+		b.(*Backend).close()
 	}
 }
 
@@ -392,9 +385,8 @@ func (c *conn) onHeaders(f *headerBlock) error {
 
 // startCall checks a new call's headers, routes it and opens it.
 func (e *Engine) startCall(c *call, f *headerBlock) {
-	c.mu.Lock()
+	c.lock(&c.client.rb)
 	defer c.unlock()
-	c.b = &c.client.rb
 	var method, path, authority, contentType string
 	block := make([]hpack.HeaderField, 4, len(f.fields)+2)
 	for _, hf := range f.fields {
@@ -541,13 +533,12 @@ func (e *Engine) Close() {
 	for c := range e.conns {
 		conns = append(conns, c)
 	}
-	backends := e.backends
-	e.backends = map[string]*Backend{}
 	e.mu.Unlock()
 	e.cancel()
-	for _, b := range backends {
-		b.close()
-	}
+	e.backends.Range(func(key, _ any) bool {
+		e.RemoveBackend(key.(string))
+		return true
+	})
 	for _, c := range conns {
 		c.fail(errors.New("proxy stopped"))
 	}

@@ -172,7 +172,7 @@ type testEngine struct {
 
 // dialBackend returns a Backend dialing addr over TCP.
 func dialBackend(e *Engine, addr string) *Backend {
-	return e.Backend(addr, func(ctx context.Context) (net.Conn, error) {
+	return e.Backend(addr, addr, func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}, nil)

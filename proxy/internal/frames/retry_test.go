@@ -122,7 +122,7 @@ func TestRetryUnreachableFailsOver(t *testing.T) {
 	counting := startBackend(t, nil)
 	router := &retryRouter{}
 	e := startEngine(t, Config{Router: router}, "")
-	router.first = e.Backend("unreachable", func(ctx context.Context) (net.Conn, error) {
+	router.first = e.Backend("unreachable", "unreachable", func(ctx context.Context) (net.Conn, error) {
 		return nil, errors.New("no route to the test's backend")
 	}, nil)
 	router.second = dialBackend(e.Engine, counting.addr)
