@@ -122,13 +122,24 @@ func (c *child) exitError() error {
 	return fmt.Errorf("%s exited on its own: %v; log: %s", c.name, c.waitErr, c.tail())
 }
 
-// tail returns the end of the child's log, for error messages.
+// tail returns the end of the child's log, or a crash report from its
+// cause on, for error messages.
 func (c *child) tail() string {
 	data, err := os.ReadFile(c.logPath)
 	if err != nil {
 		return c.logPath
 	}
 	s := strings.TrimSpace(string(data))
+	// A Go crash or race report prints its cause first and then stacks:
+	// keep the cause and the first stacks rather than the last.
+	for _, mark := range []string{"panic: ", "fatal error: ", "WARNING: DATA RACE"} {
+		if i := strings.Index(s, mark); i >= 0 {
+			if s = s[i:]; len(s) > 2000 {
+				s = s[:2000] + "…"
+			}
+			return s
+		}
+	}
 	if len(s) > 600 {
 		s = "…" + s[len(s)-600:]
 	}

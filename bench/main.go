@@ -282,10 +282,12 @@ func writeFile(path string, data []byte) error {
 
 func isRegistry(sc scenario) bool { return sc.instances > 0 }
 
-// buildQuaestor builds ./cmd/quaestor into dir and returns the binary.
-func buildQuaestor(ctx context.Context, dir string) (string, error) {
+// buildQuaestor builds ./cmd/quaestor into dir, with the extra go build
+// flags given, and returns the binary.
+func buildQuaestor(ctx context.Context, dir string, flags ...string) (string, error) {
 	bin := filepath.Join(dir, "quaestor")
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/quaestor-go/quaestor/cmd/quaestor").CombinedOutput()
+	args := append(append([]string{"build"}, flags...), "-o", bin, "github.com/quaestor-go/quaestor/cmd/quaestor")
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("building quaestor: %w: %s", err, out)
 	}

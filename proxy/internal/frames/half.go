@@ -68,6 +68,12 @@ func (h *half) pushLocked() {
 	for h.dstID != 0 && !h.ended && (h.q.len() > 0 || h.endPending) {
 		p := h.q.peek()
 		n, progressed := h.sendLocked(p, h.endPending && len(p) == h.q.len())
+		if h.ended {
+			// All went, and the call may have finished (releasing q's
+			// chunks already).
+			h.q.reset()
+			return
+		}
 		h.q.consume(n)
 		if !progressed {
 			return
