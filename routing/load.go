@@ -18,6 +18,10 @@ import (
 // ReportLoad RPC, which .NET workers serve, or else from an ORCA
 // out-of-band stream. Servers with neither are ranked by the proxy's own
 // in-flight counts and by ORCA per-call trailers, if they send them.
+//
+// While an endpoint's calls bring per-call reports, the poll is skipped:
+// those reports are newer than any poll would be, and at hundreds of busy
+// endpoints the polls would be a cost that grows with their number.
 type loadCollector struct {
 	cfg    LoadConfig
 	scope  string
@@ -28,19 +32,30 @@ type loadCollector struct {
 
 func (l *loadCollector) run(ctx context.Context) {
 	client := loadreportingpb.NewLoadReportingGrpcClient(l.conn)
-	for {
-		err := l.poll(ctx, client)
-		if status.Code(err) == codes.Unimplemented {
-			l.streamORCA(ctx)
-			return
-		}
-		if err != nil {
-			l.forgetStale()
+	for first := true; ; first = false {
+		// The first poll tells which protocol the endpoint speaks.
+		if first || !l.callReportsFresh(time.Now()) {
+			err := l.poll(ctx, client)
+			if status.Code(err) == codes.Unimplemented {
+				l.streamORCA(ctx)
+				return
+			}
+			if err != nil {
+				l.forgetStale()
+			}
 		}
 		if !sleep(ctx, l.cfg.Interval) {
 			return
 		}
 	}
+}
+
+// callReportsFresh reports whether the endpoint's latest load report is a
+// per-call one recent enough that calls are still bringing them (they are
+// taken every perCallLoadInterval while calls flow).
+func (l *loadCollector) callReportsFresh(now time.Time) bool {
+	r := l.state.Load()
+	return r != nil && r.Source == "orca-call" && now.Sub(r.Time) < max(l.cfg.Interval, 2*perCallLoadInterval)
 }
 
 func (l *loadCollector) poll(ctx context.Context, client loadreportingpb.LoadReportingGrpcClient) error {

@@ -373,3 +373,66 @@ func TestPerCallORCA(t *testing.T) {
 		t.Errorf("report %+v, want utilization 0.42 and known rate 0.3", r)
 	}
 }
+
+// countingLoad answers ReportLoad and counts the polls.
+type countingLoad struct {
+	loadreportingpb.UnimplementedLoadReportingGrpcServer
+	polls atomic.Int64
+}
+
+func (c *countingLoad) ReportLoad(context.Context, *loadreportingpb.LoadReportRequest) (*loadreportingpb.LoadReportResponse, error) {
+	c.polls.Add(1)
+	return &loadreportingpb.LoadReportResponse{KnownLoadRate: 0.1}, nil
+}
+
+// TestPollsPausedByCallReports: a backend that serves ReportLoad and puts
+// ORCA reports in its call trailers is not polled while its calls bring
+// reports, and is polled again once they stop.
+func TestPollsPausedByCallReports(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := orca.NewServerMetricsRecorder()
+	recorder.SetCPUUtilization(0.5)
+	srv := grpc.NewServer(orca.CallMetricsServerOption(recorder), grpc.ChainUnaryInterceptor(
+		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			if r := orca.CallMetricsRecorderFromContext(ctx); r != nil {
+				r.SetApplicationUtilization(0.3)
+			}
+			return handler(ctx, req)
+		}))
+	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "both"}))
+	load := &countingLoad{}
+	loadreportingpb.RegisterLoadReportingGrpcServer(srv, load)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	b := &testBackend{addr: lis.Addr().String()}
+	m := startMonitored(t, routing.PolicyLeastLoaded, b) // polls every 50 ms
+	ctx := testContext(t)
+	waitFor(ctx, t, "a first poll", func() bool { return load.polls.Load() > 0 })
+
+	// 1 s of calls, one every 10 ms: per-call reports every 100 ms.
+	callFor := func(d time.Duration) {
+		t.Helper()
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			if _, err := m.call(ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	callFor(200 * time.Millisecond) // the first per-call report comes in
+	before := load.polls.Load()
+	callFor(time.Second)
+	// Without the pause, 20 polls; a report's age may reach the window
+	// under a loaded machine now and then.
+	if polls := load.polls.Load() - before; polls > 3 {
+		t.Errorf("%d polls during 1 s of calls with per-call reports, want at most 3", polls)
+	}
+	if r := m.state(b.addr).Load(); r == nil || r.Source != "orca-call" {
+		t.Errorf("latest report %+v, want a per-call one", r)
+	}
+	idle := load.polls.Load()
+	waitFor(ctx, t, "polls to resume once calls stop", func() bool { return load.polls.Load() >= idle+3 })
+}
