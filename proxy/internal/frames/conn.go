@@ -2,6 +2,7 @@ package frames
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -151,6 +152,16 @@ func (c *conn) readLoop() error {
 		if fromNetwork {
 			c.rb.flush()
 		}
+		direct, err := c.readDataDirect()
+		if direct || err != nil {
+			if fromNetwork {
+				c.timers.lastRead.Store(time.Now().UnixNano())
+			}
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		f, err := c.fr.ReadFrame()
 		if fromNetwork {
 			c.timers.lastRead.Store(time.Now().UnixNano())
@@ -180,7 +191,7 @@ func (c *conn) readLoop() error {
 				return err
 			}
 		case *http2.DataFrame:
-			if err := c.onData(f); err != nil {
+			if err := c.onData(f.StreamID, f.Header().Length, f.Data(), f.StreamEnded()); err != nil {
 				return err
 			}
 		case *http2.WindowUpdateFrame:
@@ -213,12 +224,15 @@ func (c *conn) readLoop() error {
 // that reading it will not block.
 func (c *conn) frameBuffered() bool {
 	n := c.br.Buffered()
-	if n < 9 {
+	if n < frameHeaderLen {
 		return false
 	}
-	hdr, _ := c.br.Peek(9)
-	return n >= 9+(int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+	hdr, _ := c.br.Peek(frameHeaderLen)
+	return n >= frameHeaderLen+frameLength(hdr)
 }
+
+// frameLength is the payload length a frame header gives.
+func frameLength(hdr []byte) int { return int(hdr[0])<<16 | int(hdr[1])<<8 | int(hdr[2]) }
 
 // onHeaderFragment hands on a header block once it is complete.
 func (c *conn) onHeaderFragment(done bool, err error) error {
@@ -249,8 +263,40 @@ func (c *conn) lookup(id uint32) *call {
 	return call
 }
 
-func (c *conn) onData(f *http2.DataFrame) error {
-	if n := f.Header().Length; n > 0 {
+// readDataDirect handles the next frame when it is a DATA frame without
+// padding that fits in the read buffer: its payload goes to the call
+// straight from the buffer, sparing the copy the Framer makes of it (the
+// proxy's only copy of a stream's bytes besides the one into the other
+// side's write buffer). It reports whether it did. Any other frame (and
+// DATA inside a header block, a protocol error) is left to the Framer and
+// its checks; so is a read error, which the Framer meets again.
+func (c *conn) readDataDirect() (bool, error) {
+	hdr, err := c.br.Peek(frameHeaderLen)
+	if err != nil || http2.FrameType(hdr[3]) != http2.FrameData || c.hr.open {
+		return false, nil
+	}
+	n := frameLength(hdr)
+	flags := http2.Flags(hdr[4])
+	id := binary.BigEndian.Uint32(hdr[5:]) & maxStreamID
+	if flags.Has(http2.FlagDataPadded) || id == 0 || n > maxFrameSize || frameHeaderLen+n > c.br.Size() {
+		return false, nil
+	}
+	frame, err := c.br.Peek(frameHeaderLen + n)
+	if err != nil {
+		return false, nil
+	}
+	err = c.onData(id, uint32(n), frame[frameHeaderLen:], flags.Has(http2.FlagDataEndStream))
+	_, _ = c.br.Discard(frameHeaderLen + n) // cannot fail: it is buffered
+	return true, err
+}
+
+// frameHeaderLen is the length of an HTTP/2 frame header.
+const frameHeaderLen = 9
+
+// onData handles a DATA frame of length bytes (padding included) whose
+// payload, padding removed, is p: valid only during the call.
+func (c *conn) onData(id, length uint32, p []byte, endStream bool) error {
+	if n := length; n > 0 {
 		c.recvAvail -= int64(n)
 		if c.recvAvail < 0 {
 			// RFC 9113 6.9.1: a connection error.
@@ -267,9 +313,8 @@ func (c *conn) onData(f *http2.DataFrame) error {
 			c.recvOwed = 0
 		}
 	}
-	call := c.lookup(f.StreamID)
-	if call != nil {
-		call.onData(&c.rb, c, f.Data(), f.StreamEnded(), f.Header().Length-uint32(len(f.Data())))
+	if call := c.lookup(id); call != nil {
+		call.onData(&c.rb, c, p, endStream, length-uint32(len(p)))
 	}
 	return nil
 }

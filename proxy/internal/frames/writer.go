@@ -312,8 +312,10 @@ func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
 	if varies(f.Name) {
 		// A different value every call: indexing it would only push the
 		// fields that do repeat out of the table, and move the indices
-		// the cache holds.
+		// the cache holds; caching its encoding would only cost a copy.
 		f.Sensitive = true
+		_ = w.enc.WriteField(f)
+		return
 	}
 	var slots *[2]cachedField
 	if i < len(w.fieldCache) {

@@ -1,0 +1,101 @@
+package frames
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+
+	"golang.org/x/net/http2"
+)
+
+// TestDataFramesEveryShape sends a client-stream call's requests as DATA
+// frames the engine reads in its different ways: plain ones from its read
+// buffer, padded ones and ones larger than a client connection's read
+// buffer through the Framer. The backend counts every byte.
+func TestDataFramesEveryShape(t *testing.T) {
+	ctx := testContext(t)
+	b := startBackend(t, nil)
+	e := startEngine(t, Config{}, b.addr)
+	c, frames := dialRawClient(t, e.addr, true)
+	c.keepData.Store(true)
+	if err := c.headers(1, false, grpcRequestHeaders(methodClientStream)...); err != nil {
+		t.Fatal(err)
+	}
+	var stream []byte
+	for _, size := range []int{10, 1000, 16000} {
+		stream = append(stream, grpcMessage(bytes.Repeat([]byte{'x'}, size))...)
+	}
+	// Cut the messages into frames of every kind, whatever their
+	// boundaries: plain, padded, plain of the largest size.
+	shapes := []struct {
+		n   int
+		pad []byte
+	}{{7, nil}, {500, make([]byte, 20)}, {maxFrameSize, nil}, {300, make([]byte, 255)}, {1 << 20, nil}}
+	for i := 0; len(stream) > 0; i++ {
+		s := shapes[i%len(shapes)]
+		n := min(s.n, len(stream), maxFrameSize-len(s.pad)-1)
+		chunk, end := stream[:n], n == len(stream)
+		stream = stream[n:]
+		err := c.write(func(w *http2.Framer) error {
+			if s.pad != nil {
+				return w.WriteDataPadded(1, end, chunk, s.pad)
+			}
+			return w.WriteData(1, end, chunk)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var resp []byte
+	for {
+		f := nextFrame(ctx, t, frames, "the response", func(f rawFrame) bool { return f.StreamID == 1 })
+		if f.Type == http2.FrameData {
+			resp = append(resp, f.Payload...)
+			continue
+		}
+		if f.Type == http2.FrameHeaders && f.Flags.Has(http2.FlagHeadersEndStream) {
+			if fieldValue(f.Headers, "grpc-status") != "0" {
+				t.Fatalf("status %v", f.Headers)
+			}
+			break
+		}
+	}
+	msgs := readMessages(t, resp)
+	if len(msgs) != 1 || len(msgs[0]) != 8 {
+		t.Fatalf("response %x, want one 8-byte count", resp)
+	}
+	if got := binary.BigEndian.Uint64(msgs[0]); got != 10+1000+16000 {
+		t.Fatalf("the backend counted %d bytes, want %d", got, 10+1000+16000)
+	}
+}
+
+// TestDataInsideHeaderBlock: DATA between a HEADERS frame without
+// END_HEADERS and its CONTINUATION is a connection error.
+func TestDataInsideHeaderBlock(t *testing.T) {
+	ctx := testContext(t)
+	b := startBackend(t, nil)
+	e := startEngine(t, Config{}, b.addr)
+	c, frames := dialRawClient(t, e.addr, true)
+	c.hbuf.Reset()
+	for _, f := range grpcRequestHeaders(methodUnary) {
+		_ = c.enc.WriteField(f)
+	}
+	if err := c.write(func(w *http2.Framer) error {
+		if err := w.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.hbuf.Bytes()}); err != nil {
+			return err
+		}
+		return w.WriteData(1, true, grpcMessage([]byte("x")))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	seen := waitClosed(ctx, t, frames)
+	for _, f := range seen {
+		if f.Type == http2.FrameGoAway {
+			if f.Code != http2.ErrCodeProtocol {
+				t.Fatalf("GOAWAY %v, want PROTOCOL_ERROR", f.Code)
+			}
+			return
+		}
+	}
+	t.Fatalf("the connection closed without a GOAWAY: %v", seen)
+}
