@@ -337,15 +337,17 @@ func containsAll(s string, parts ...string) bool {
 	return true
 }
 
-// TestPerCallORCA: a backend that only puts ORCA reports in its call
-// trailers is ranked from them.
-func TestPerCallORCA(t *testing.T) {
+// startPerCallORCABackend starts an Echo server that puts ORCA reports in
+// its call trailers (CPU utilization cpu, application utilization 0.3),
+// with what register adds.
+func startPerCallORCABackend(t *testing.T, name string, cpu float64, register func(*grpc.Server)) *testBackend {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	recorder := orca.NewServerMetricsRecorder()
-	recorder.SetCPUUtilization(0.42)
+	recorder.SetCPUUtilization(cpu)
 	srv := grpc.NewServer(orca.CallMetricsServerOption(recorder), grpc.ChainUnaryInterceptor(
 		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			// gRPC sends the trailer report when the call asked for its
@@ -355,10 +357,19 @@ func TestPerCallORCA(t *testing.T) {
 			}
 			return handler(ctx, req)
 		}))
-	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "orca-call"}))
+	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: name}))
+	if register != nil {
+		register(srv)
+	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	b := &testBackend{addr: lis.Addr().String()}
+	return &testBackend{name: name, addr: lis.Addr().String()}
+}
+
+// TestPerCallORCA: a backend that only puts ORCA reports in its call
+// trailers is ranked from them.
+func TestPerCallORCA(t *testing.T) {
+	b := startPerCallORCABackend(t, "orca-call", 0.42, nil)
 	m := startMonitored(t, routing.PolicyLeastLoaded, b)
 	ctx := testContext(t)
 	if _, err := m.call(ctx); err != nil {
@@ -389,25 +400,10 @@ func (c *countingLoad) ReportLoad(context.Context, *loadreportingpb.LoadReportRe
 // ORCA reports in its call trailers is not polled while its calls bring
 // reports, and is polled again once they stop.
 func TestPollsPausedByCallReports(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	recorder := orca.NewServerMetricsRecorder()
-	recorder.SetCPUUtilization(0.5)
-	srv := grpc.NewServer(orca.CallMetricsServerOption(recorder), grpc.ChainUnaryInterceptor(
-		func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			if r := orca.CallMetricsRecorderFromContext(ctx); r != nil {
-				r.SetApplicationUtilization(0.3)
-			}
-			return handler(ctx, req)
-		}))
-	examplev1.RegisterEchoServer(srv, echo.New(echo.Options{Name: "both"}))
 	load := &countingLoad{}
-	loadreportingpb.RegisterLoadReportingGrpcServer(srv, load)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	b := &testBackend{addr: lis.Addr().String()}
+	b := startPerCallORCABackend(t, "both", 0.5, func(srv *grpc.Server) {
+		loadreportingpb.RegisterLoadReportingGrpcServer(srv, load)
+	})
 	m := startMonitored(t, routing.PolicyLeastLoaded, b) // polls every 50 ms
 	ctx := testContext(t)
 	waitFor(ctx, t, "a first poll", func() bool { return load.polls.Load() > 0 })

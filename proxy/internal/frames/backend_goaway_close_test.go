@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestBackendGoAwayConnectionClosed: a backend answers each call, then
@@ -15,18 +14,11 @@ import (
 // have ended, the engine must close it.
 func TestBackendGoAwayConnectionClosed(t *testing.T) {
 	ctx := testContext(t)
-	b := startRawServer(t, func(p *rawPeer, f http2.Frame) {
-		df, ok := f.(*http2.DataFrame)
-		if !ok || !df.StreamEnded() {
-			return
-		}
-		id := df.StreamID
-		_ = p.headers(id, false, hpack.HeaderField{Name: ":status", Value: "200"}, hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
-		_ = p.write(func(w *http2.Framer) error { return w.WriteData(id, false, grpcMessage([]byte("ok"))) })
-		_ = p.headers(id, true, hpack.HeaderField{Name: "grpc-status", Value: "0"})
+	b := startRawServer(t, onRequestEnd(func(p *rawPeer, id uint32) {
+		p.answer(id, grpcMessage([]byte("ok")))
 		// Going away, but leaving the closing to the client.
 		_ = p.write(func(w *http2.Framer) error { return w.WriteGoAway(id, http2.ErrCodeNo, nil) })
-	})
+	}))
 	e := startEngine(t, Config{}, b.addr)
 	cc := dial(t, e.addr)
 	for i := range 3 {

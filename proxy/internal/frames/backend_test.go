@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -153,8 +152,7 @@ func TestBackendResetCodes(t *testing.T) {
 			}
 		}
 		if when == "late" {
-			_ = p.headers(hf.StreamID, false, hpack.HeaderField{Name: ":status", Value: "200"},
-				hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+			_ = p.responseHeaders(hf.StreamID)
 		}
 		_ = p.write(func(w *http2.Framer) error { return w.WriteRSTStream(hf.StreamID, http2.ErrCode(n)) })
 	})

@@ -14,8 +14,7 @@ import (
 // buffer through the Framer. The backend counts every byte.
 func TestDataFramesEveryShape(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	c, frames := dialRawClient(t, e.addr, true)
 	c.keepData.Store(true)
 	if err := c.headers(1, false, grpcRequestHeaders(methodClientStream)...); err != nil {
@@ -73,8 +72,7 @@ func TestDataFramesEveryShape(t *testing.T) {
 // END_HEADERS and its CONTINUATION is a connection error.
 func TestDataInsideHeaderBlock(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	c, frames := dialRawClient(t, e.addr, true)
 	c.hbuf.Reset()
 	for _, f := range grpcRequestHeaders(methodUnary) {

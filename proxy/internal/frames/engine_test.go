@@ -24,8 +24,7 @@ import (
 
 func TestEngineUnary(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	for i, size := range []int{0, 1, 100, 16 << 10, 100 << 10} {
 		req := patterned(uint32(i), size)
@@ -41,16 +40,14 @@ func TestEngineUnary(t *testing.T) {
 
 func TestEngineServerStream(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	serverStreamWhole(ctx, t, cc, 50, 40<<10)
 }
 
 func TestEngineClientStream(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	s, err := cc.NewStream(ctx, streamDesc, methodClientStream)
 	if err != nil {
@@ -78,8 +75,7 @@ func TestEngineClientStream(t *testing.T) {
 
 func TestEngineBidiStream(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	s, err := cc.NewStream(ctx, streamDesc, methodBidi)
 	if err != nil {
@@ -198,8 +194,7 @@ func TestEngineTrailersOnly(t *testing.T) {
 
 func TestEngineLargeMessages(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	req := patterned(3, 16<<20)
 	resp, err := unary(ctx, cc, methodUnary, req)
@@ -215,8 +210,7 @@ func TestEngineLargeMessages(t *testing.T) {
 // connection, each a short bidi exchange.
 func TestEngineConcurrentStreams(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	const calls = 200
 	var wg sync.WaitGroup

@@ -315,3 +315,10 @@ func serverStreamWhole(ctx context.Context, t *testing.T, cc *grpc.ClientConn, c
 		t.Fatalf("after the last message: %v, want EOF", err)
 	}
 }
+
+// startEchoEngine starts a backend with the test handler and an engine
+// routing every call to it.
+func startEchoEngine(t testing.TB, cfg Config) *testEngine {
+	t.Helper()
+	return startEngine(t, cfg, startBackend(t, nil).addr)
+}

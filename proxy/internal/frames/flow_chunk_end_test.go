@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 )
 
 // TestFlowEndAfterWholeChunk has a response wait for the client's window
@@ -12,19 +11,11 @@ import (
 // sends both and ends the call, and the engine goes on serving.
 func TestFlowEndAfterWholeChunk(t *testing.T) {
 	ctx := testContext(t)
-	b := startRawServer(t, func(p *rawPeer, f http2.Frame) {
-		df, ok := f.(*http2.DataFrame)
-		if !ok || !df.StreamEnded() {
-			return
-		}
-		id := df.StreamID
-		_ = p.headers(id, false, hpack.HeaderField{Name: ":status", Value: "200"}, hpack.HeaderField{Name: "content-type", Value: "application/grpc"})
+	b := startRawServer(t, onRequestEnd(func(p *rawPeer, id uint32) {
 		// Two frames fill one chunk of the engine's queue exactly.
 		body := make([]byte, chunkSize)
-		_ = p.write(func(w *http2.Framer) error { return w.WriteData(id, false, body[:chunkSize/2]) })
-		_ = p.write(func(w *http2.Framer) error { return w.WriteData(id, false, body[chunkSize/2:]) })
-		_ = p.headers(id, true, hpack.HeaderField{Name: "grpc-status", Value: "0"})
-	})
+		p.answer(id, body[:chunkSize/2], body[chunkSize/2:])
+	}))
 	e := startEngine(t, Config{}, b.addr)
 	c, frames := dialRawClient(t, e.addr, true, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
 	if err := c.write(func(w *http2.Framer) error { return w.WriteWindowUpdate(0, 1<<20) }); err != nil {

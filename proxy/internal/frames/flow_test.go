@@ -165,8 +165,7 @@ func readMessages(t *testing.T, stream []byte) [][]byte {
 // arrive whole and in order.
 func TestFlowPeerChangesInitialWindow(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	const count, size = 4, 1 << 20
 	c, frames := dialRawClient(t, e.addr, true, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 40000})
 	c.keepData.Store(true)
@@ -230,8 +229,7 @@ func TestFlowPeerChangesInitialWindow(t *testing.T) {
 // while the data flows; every byte arrives in place.
 func TestFlowGRPCClientBDP(t *testing.T) {
 	ctx := testContext(t)
-	b := startBackend(t, nil)
-	e := startEngine(t, Config{}, b.addr)
+	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
 	serverStreamWhole(ctx, t, cc, 64, 1<<20)
 }

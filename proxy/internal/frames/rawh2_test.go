@@ -55,6 +55,31 @@ func (p *rawPeer) headers(stream uint32, endStream bool, fields ...hpack.HeaderF
 		EndStream: endStream, EndHeaders: true})
 }
 
+// responseHeaders sends a gRPC response's headers on stream id.
+func (p *rawPeer) responseHeaders(id uint32) error {
+	return p.headers(id, false, hpackField(":status", "200"), hpackField("content-type", "application/grpc"))
+}
+
+// answer sends a whole gRPC response on stream id: its headers, each of
+// data as a DATA frame, and trailers with grpc-status 0.
+func (p *rawPeer) answer(id uint32, data ...[]byte) {
+	_ = p.responseHeaders(id)
+	for _, d := range data {
+		_ = p.write(func(w *http2.Framer) error { return w.WriteData(id, false, d) })
+	}
+	_ = p.headers(id, true, hpackField("grpc-status", "0"))
+}
+
+// onRequestEnd returns a rawServer handler that runs fn for each stream
+// whose request the client has ended (DATA with END_STREAM).
+func onRequestEnd(fn func(p *rawPeer, id uint32)) func(p *rawPeer, f http2.Frame) {
+	return func(p *rawPeer, f http2.Frame) {
+		if df, ok := f.(*http2.DataFrame); ok && df.StreamEnded() {
+			fn(p, df.StreamID)
+		}
+	}
+}
+
 // rawServer is a raw HTTP/2 backend on loopback: it sends its SETTINGS,
 // acknowledges the client's, and hands every other frame to handle (run by
 // the connection's reader).
