@@ -151,10 +151,10 @@ func newConnLimiter(cfg Config, logger *slog.Logger) *connLimiter {
 	}
 }
 
-// listener wraps lis so that it counts and limits its connections. With
-// no limit, lis is returned as it is.
+// listener wraps lis so that it counts and limits its connections and
+// sets their TCP_USER_TIMEOUT. With neither, lis is returned as it is.
 func (l *connLimiter) listener(lis net.Listener) net.Listener {
-	if l.max == 0 {
+	if l.max == 0 && l.userTimeout == 0 {
 		return lis
 	}
 	return &limitedListener{Listener: lis, limiter: l}
@@ -190,6 +190,10 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		conn, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if l.limiter.max == 0 {
+			setUserTimeout(conn, l.limiter.userTimeout)
+			return conn, nil
 		}
 		if l.limiter.open.Add(1) > l.limiter.max {
 			l.limiter.open.Add(-1)

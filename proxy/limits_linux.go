@@ -12,7 +12,7 @@ import (
 // the connection.
 func setUserTimeout(conn net.Conn, d time.Duration) {
 	tcp, ok := conn.(*net.TCPConn)
-	if !ok {
+	if !ok || d <= 0 {
 		return
 	}
 	raw, err := tcp.SyscallConn()
