@@ -93,7 +93,8 @@ type rawServer struct {
 	connected atomic.Int64
 }
 
-func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame)) *rawServer {
+// startRawServer starts a raw backend whose SETTINGS carry settings.
+func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame), settings ...http2.Setting) *rawServer {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,7 +110,7 @@ func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame)) *rawSe
 			s.mu.Lock()
 			s.open = append(s.open, conn)
 			s.mu.Unlock()
-			s.wg.Go(func() { s.serve(conn, handle) })
+			s.wg.Go(func() { s.serve(conn, handle, settings) })
 		}
 	})
 	t.Cleanup(func() {
@@ -124,7 +125,7 @@ func startRawServer(t testing.TB, handle func(p *rawPeer, f http2.Frame)) *rawSe
 	return s
 }
 
-func (s *rawServer) serve(conn net.Conn, handle func(p *rawPeer, f http2.Frame)) {
+func (s *rawServer) serve(conn net.Conn, handle func(p *rawPeer, f http2.Frame), settings []http2.Setting) {
 	s.connected.Add(1)
 	defer s.connected.Add(-1)
 	defer conn.Close()
@@ -133,7 +134,7 @@ func (s *rawServer) serve(conn net.Conn, handle func(p *rawPeer, f http2.Frame))
 		return
 	}
 	p := newRawPeer(conn)
-	if err := p.write(func(w *http2.Framer) error { return w.WriteSettings() }); err != nil {
+	if err := p.write(func(w *http2.Framer) error { return w.WriteSettings(settings...) }); err != nil {
 		return
 	}
 	for {
