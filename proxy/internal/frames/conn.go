@@ -152,7 +152,7 @@ func (c *conn) readLoop() error {
 		if fromNetwork {
 			c.rb.flush()
 		}
-		direct, err := c.readDataDirect()
+		direct, err := c.readDirect()
 		if direct || err != nil {
 			if fromNetwork {
 				c.timers.lastRead.Store(time.Now().UnixNano())
@@ -183,7 +183,7 @@ func (c *conn) readLoop() error {
 		}
 		switch f := f.(type) {
 		case *http2.HeadersFrame:
-			if err := c.onHeaderFragment(c.hr.headers(f)); err != nil {
+			if err := c.onHeaderFragment(c.hr.headers(f.StreamID, f.HeaderBlockFragment(), f.StreamEnded(), f.HeadersEnded())); err != nil {
 				return err
 			}
 		case *http2.ContinuationFrame:
@@ -263,29 +263,44 @@ func (c *conn) lookup(id uint32) *call {
 	return call
 }
 
-// readDataDirect handles the next frame when it is a DATA frame without
-// padding that fits in the read buffer: its payload goes to the call
-// straight from the buffer, sparing the copy the Framer makes of it (the
-// proxy's only copy of a stream's bytes besides the one into the other
-// side's write buffer). It reports whether it did. Any other frame (and
-// DATA inside a header block, a protocol error) is left to the Framer and
-// its checks; so is a read error, which the Framer meets again.
-func (c *conn) readDataDirect() (bool, error) {
+// readDirect handles the next frame when it is a DATA frame without
+// padding, or a HEADERS frame without padding or priority that holds a
+// whole header block, and it fits in the read buffer: its payload goes
+// to the call (or the HPACK decoder) straight from the buffer, sparing
+// the copy and the frame value the Framer makes of it. For DATA that is
+// the proxy's one copy of a stream's bytes besides the one into the
+// other side's write buffer. It reports whether it did. Any other frame
+// (and any frame inside an unfinished header block, a protocol error) is
+// left to the Framer and its checks; so is a read error, which the
+// Framer meets again.
+func (c *conn) readDirect() (bool, error) {
 	hdr, err := c.br.Peek(frameHeaderLen)
-	if err != nil || http2.FrameType(hdr[3]) != http2.FrameData || c.hr.open {
+	if err != nil || c.hr.open {
+		return false, nil
+	}
+	typ, flags := http2.FrameType(hdr[3]), http2.Flags(hdr[4])
+	switch {
+	case typ == http2.FrameData && !flags.Has(http2.FlagDataPadded):
+	case typ == http2.FrameHeaders && flags.Has(http2.FlagHeadersEndHeaders) &&
+		!flags.Has(http2.FlagHeadersPadded) && !flags.Has(http2.FlagHeadersPriority):
+	default:
 		return false, nil
 	}
 	n := frameLength(hdr)
-	flags := http2.Flags(hdr[4])
 	id := binary.BigEndian.Uint32(hdr[5:]) & maxStreamID
-	if flags.Has(http2.FlagDataPadded) || id == 0 || n > maxFrameSize || frameHeaderLen+n > c.br.Size() {
+	if id == 0 || n > maxFrameSize || frameHeaderLen+n > c.br.Size() {
 		return false, nil
 	}
 	frame, err := c.br.Peek(frameHeaderLen + n)
 	if err != nil {
 		return false, nil
 	}
-	err = c.onData(id, uint32(n), frame[frameHeaderLen:], flags.Has(http2.FlagDataEndStream))
+	payload := frame[frameHeaderLen:]
+	if typ == http2.FrameData {
+		err = c.onData(id, uint32(n), payload, flags.Has(http2.FlagDataEndStream))
+	} else {
+		err = c.onHeaderFragment(c.hr.headers(id, payload, flags.Has(http2.FlagHeadersEndStream), true))
+	}
 	_, _ = c.br.Discard(frameHeaderLen + n) // cannot fail: it is buffered
 	return true, err
 }

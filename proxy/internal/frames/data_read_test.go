@@ -97,3 +97,56 @@ func TestDataInsideHeaderBlock(t *testing.T) {
 	}
 	t.Fatalf("the connection closed without a GOAWAY: %v", seen)
 }
+
+// TestHeadersFramesEveryShape sends calls whose request headers come in
+// the HEADERS frames the engine reads in its different ways: a whole
+// block from its read buffer; padded, with priority, or continued in
+// CONTINUATION frames through the Framer. Every call is answered.
+func TestHeadersFramesEveryShape(t *testing.T) {
+	ctx := testContext(t)
+	e := startEchoEngine(t, Config{})
+	c, frames := dialRawClient(t, e.addr, true)
+	shapes := []struct {
+		name  string
+		param http2.HeadersFrameParam
+		split bool
+	}{
+		{name: "plain"},
+		{name: "padded", param: http2.HeadersFrameParam{PadLength: 17}},
+		{name: "priority", param: http2.HeadersFrameParam{Priority: http2.PriorityParam{StreamDep: 0, Weight: 200}}},
+		{name: "continued", split: true},
+	}
+	for i, shape := range shapes {
+		id := uint32(2*i + 1)
+		c.hbuf.Reset()
+		for _, f := range grpcRequestHeaders(methodUnary) {
+			_ = c.enc.WriteField(f)
+		}
+		block := c.hbuf.Bytes()
+		err := c.write(func(w *http2.Framer) error {
+			p := shape.param
+			p.StreamID, p.BlockFragment, p.EndHeaders = id, block, true
+			if shape.split {
+				p.BlockFragment, p.EndHeaders = block[:3], false
+			}
+			if err := w.WriteHeaders(p); err != nil {
+				return err
+			}
+			if shape.split {
+				if err := w.WriteContinuation(id, true, block[3:]); err != nil {
+					return err
+				}
+			}
+			return w.WriteData(id, true, grpcMessage([]byte(shape.name)))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := nextFrame(ctx, t, frames, shape.name+" call's end", func(f rawFrame) bool {
+			return f.StreamID == id && (f.Type == http2.FrameRSTStream || f.Flags.Has(http2.FlagHeadersEndStream))
+		})
+		if f.Type != http2.FrameHeaders || fieldValue(f.Headers, "grpc-status") != "0" {
+			t.Errorf("%s: %v %v %v, want grpc-status 0", shape.name, f.Type, f.Code, f.Headers)
+		}
+	}
+}

@@ -69,12 +69,13 @@ func (r *headerReader) emit(f hpack.HeaderField) {
 // decoding state is lost.
 var errCompression = errors.New("header block does not decode")
 
-// headers starts a block; done reports whether it is complete.
-func (r *headerReader) headers(f *http2.HeadersFrame) (done bool, err error) {
-	r.block = headerBlock{streamID: f.StreamID, fields: r.block.fields[:0], endStream: f.StreamEnded()}
+// headers starts a block with a HEADERS frame's fragment; done reports
+// whether it is complete.
+func (r *headerReader) headers(streamID uint32, frag []byte, endStream, endHeaders bool) (done bool, err error) {
+	r.block = headerBlock{streamID: streamID, fields: r.block.fields[:0], endStream: endStream}
 	r.size = 0
-	r.open = !f.HeadersEnded()
-	return r.decode(f.HeaderBlockFragment())
+	r.open = !endHeaders
+	return r.decode(frag)
 }
 
 // continuation adds a CONTINUATION frame (the framer has checked it
