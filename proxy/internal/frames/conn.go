@@ -152,19 +152,19 @@ func (c *conn) readLoop() error {
 		if fromNetwork {
 			c.rb.flush()
 		}
+		var f http2.Frame
 		direct, err := c.readDirect()
-		if direct || err != nil {
-			if fromNetwork {
-				c.timers.lastRead.Store(time.Now().UnixNano())
-			}
-			if err != nil {
-				return err
-			}
-			continue
+		if !direct {
+			f, err = c.fr.ReadFrame()
 		}
-		f, err := c.fr.ReadFrame()
 		if fromNetwork {
 			c.timers.lastRead.Store(time.Now().UnixNano())
+		}
+		if direct {
+			if err != nil {
+				return err // the handler has told the peer
+			}
+			continue
 		}
 		if err != nil {
 			var se http2.StreamError

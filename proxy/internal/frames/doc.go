@@ -12,7 +12,9 @@
 // over Config.MaxMessageSize.
 //
 // Connections: a client connection has a reader goroutine and a writer
-// goroutine (writer.go). Frames a reader produces for other connections
+// goroutine (writer.go). The reader takes DATA and whole header blocks
+// straight from its read buffer, and other frames through http2.Framer
+// and its checks (conn.go). Frames a reader produces for other connections
 // are batched and written, without blocking, when its read buffer holds
 // no further complete frame; the writer goroutine takes over what a
 // socket does not take at once. Each backend (Engine.Backend) has one
