@@ -129,7 +129,7 @@ func TestFlowRandomRequests(t *testing.T) {
 				wg.Go(func() {
 					r := rand.New(rand.NewPCG(seed, uint64(100*i+g)))
 					for range 10 {
-						if err := randomRequest(ctx, cc, r); err != nil {
+						if err := randomRequest(ctx, cc, r, 1<<30); err != nil {
 							t.Error(err)
 							return
 						}
@@ -147,9 +147,9 @@ func TestFlowRandomRequests(t *testing.T) {
 	}
 }
 
-// randomRequest makes one client stream and checks what the backend got,
-// unless it cancels the call.
-func randomRequest(ctx context.Context, cc *grpc.ClientConn, r *rand.Rand) error {
+// randomRequest makes one client stream of at most maxBytes and checks
+// what the backend got, unless it cancels the call.
+func randomRequest(ctx context.Context, cc *grpc.ClientConn, r *rand.Rand, maxBytes int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := cc.NewStream(ctx, &grpc.StreamDesc{ClientStreams: true}, methodClientStream)
@@ -176,6 +176,9 @@ func randomRequest(ctx context.Context, cc *grpc.ClientConn, r *rand.Rand) error
 			return nil
 		}
 		size := r.IntN(48 << 10)
+		if int(n)+5+size > maxBytes {
+			break
+		}
 		if k == count-1 && r.IntN(3) == 0 {
 			// Bring the stream (messages and their prefixes) to a whole
 			// number of queue chunks.

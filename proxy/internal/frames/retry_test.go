@@ -113,10 +113,8 @@ func TestRetryNotAfterResponseHeaders(t *testing.T) {
 }
 
 // TestRetryUnreachableFailsOver: the first backend cannot be reached; the
-// call, never sent, goes to the second, its request intact. Each message
-// fits one DATA frame, so that the retry never falls mid-message:
-// retryLocked resets the request's messageScanner, which then takes the
-// rest of a message's body for a prefix (a known fault, to be fixed).
+// call, never sent, goes to the second, its request intact. (A retry in
+// the middle of a message: TestRetryMidMessage.)
 func TestRetryUnreachableFailsOver(t *testing.T) {
 	ctx := testContext(t)
 	counting := startBackend(t, nil)
