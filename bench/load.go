@@ -134,8 +134,11 @@ type result struct {
 	proxyCPU      time.Duration
 	proxyCPUKnown bool
 	// proxyPeakMem is the sum of the proxy processes' resident-set
-	// high-water marks (VmHWM) over warm-up and measurement: reset before
-	// the warm-up by writing 5 to /proc/<pid>/clear_refs.
+	// high-water marks (VmHWM) over the measurement: reset after the
+	// warm-up by writing 5 to /proc/<pid>/clear_refs. (Reset before it,
+	// the mark started from what the previous scenario had left: a
+	// proxy's memory after a stream scenario takes a second or two to go
+	// back to the system.)
 	proxyPeakMem  int64
 	proxyMemKnown bool
 }
@@ -254,13 +257,13 @@ func measure(ctx context.Context, t *target, sc scenario, settings loadSettings)
 		defer cc.Close()
 		clients[i] = examplev1.NewEchoClient(cc)
 	}
-	memKnown := resetPeakMemory(t.pids)
 	if settings.warmup > 0 {
 		runLoop(ctx, clients, sc, settings.warmup, settings.callTimeout)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("measuring: %w", err)
 	}
+	memKnown := resetPeakMemory(t.pids)
 	proxyStart, proxyKnown := treeCPUTime(t.pids)
 	res := runLoop(ctx, clients, sc, settings.duration, settings.callTimeout)
 	if err := ctx.Err(); err != nil {

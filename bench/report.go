@@ -247,7 +247,7 @@ func writeReport(w io.Writer, info runInfo, m *measurements, open *openLoopResul
 		"\"range\" is the lowest and highest round; errors are totalled over all rounds. " +
 		"\"proxy CPU\" is the proxy processes' user + system CPU time (/proc/<pid>/stat, nginx's master and workers summed) " +
 		"per 10,000 messages (calls; round trips; stream responses) over the measured window, \"proxy cores\" the same per second; " +
-		"\"proxy peak RSS\" is the highest VmHWM of any round, reset before each warm-up (clear_refs), so it is the peak of that scenario; " +
+		"\"proxy peak RSS\" is the highest VmHWM of any round, reset after each warm-up (clear_refs), so it is the peak of that scenario's measured window; " +
 		"\"client CPU\" is the load generator's CPU time per message.\n")
 	var registry []scenario
 	for _, sc := range m.scenarios {
