@@ -2,6 +2,7 @@ package frames
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -23,10 +24,13 @@ const (
 	maxStreamWindow = 4 << 20
 	connWindow      = 16 << 20
 	initialWindow   = 65535 // HTTP/2's initial window, before SETTINGS
-	// Read buffers: backends send the large responses; a client
-	// connection's buffer is most of what an idle one costs.
-	backendReadBuf = 64 << 10
-	clientReadBuf  = 16 << 10
+	// Read buffers: a connection starts with a small one, most of what
+	// an idle connection costs, and grows it once when bulk data comes
+	// (see growReadBuffer): a connection that carries small calls to one
+	// of a thousand backends keeps 4 KiB, one carrying streams reads
+	// 64 KiB at a time.
+	initialReadBuf = 4 << 10
+	maxReadBuf     = 64 << 10
 	maxStreamID    = 1<<31 - 1
 	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
 	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
@@ -39,9 +43,12 @@ type conn struct {
 	e  *Engine
 	nc net.Conn
 	w  *writer
-	br *bufio.Reader
-	fr *http2.Framer
-	hr *headerReader
+	// sock is what br reads the connection through; br and fr are
+	// replaced when the read buffer grows.
+	sock socketReader
+	br   *bufio.Reader
+	fr   *http2.Framer
+	hr   *headerReader
 	// backend is set on backend connections; host is a client's address
 	// as x-forwarded-for gives it.
 	backend *Backend
@@ -49,6 +56,8 @@ type conn struct {
 
 	mu      sync.Mutex
 	streams map[uint32]*call
+	// brSize is br's size (readBufferSize).
+	brSize int
 	// peerInitialWin is the peer's SETTINGS_INITIAL_WINDOW_SIZE: the send
 	// window of each new stream.
 	peerInitialWin int64
@@ -102,16 +111,59 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 		settled:        make(chan struct{}),
 	}
 	c.w.drained = func() { c.wakeBlocked(nil) }
-	size := clientReadBuf
-	if backend != nil {
-		size = backendReadBuf
-	}
-	c.br = bufio.NewReaderSize(nc, size)
-	c.fr = http2.NewFramer(nil, c.br)
+	c.sock.nc = nc
+	c.setReader(bufio.NewReaderSize(&c.sock, initialReadBuf))
 	c.hr = newHeaderReader(e.cfg.MaxHeaderListSize)
+	return c
+}
+
+// setReader makes br the connection's read buffer, with a Framer on it.
+func (c *conn) setReader(br *bufio.Reader) {
+	c.mu.Lock()
+	c.brSize = br.Size()
+	c.mu.Unlock()
+	c.br = br
+	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(maxFrameSize)
-	return c
+}
+
+// readBufferSize is the read buffer's size, for tests; the reader
+// goroutine may replace the buffer, so it is read under the
+// connection's lock from there.
+func (c *conn) readBufferSize() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.brSize
+}
+
+// socketReader reads the connection for its read buffer, and notes when
+// a read filled most of the buffer: more data was likely waiting.
+type socketReader struct {
+	nc     net.Conn
+	filled bool
+}
+
+func (r *socketReader) Read(p []byte) (int, error) {
+	n, err := r.nc.Read(p)
+	r.filled = n >= initialReadBuf/2 && n == len(p)
+	return n, err
+}
+
+// growReadBuffer replaces the small read buffer by a maxReadBuf one,
+// keeping what it holds, when bulk data comes: a read filled it, or a
+// DATA frame does not fit in it (and would be copied by the Framer). Only
+// between header blocks: the new Framer expects none to be open.
+func (c *conn) growReadBuffer() {
+	if c.br.Size() >= maxReadBuf || c.hr.open {
+		return
+	}
+	held, _ := c.br.Peek(c.br.Buffered())
+	src := io.Reader(&c.sock)
+	if len(held) > 0 {
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(held)), src)
+	}
+	c.setReader(bufio.NewReaderSize(src, maxReadBuf))
 }
 
 // writeSettings sends the proxy's SETTINGS and connection window.
@@ -148,6 +200,10 @@ func (c *conn) start() {
 func (c *conn) readLoop() error {
 	defer c.rb.flush()
 	for {
+		if c.sock.filled {
+			c.sock.filled = false
+			c.growReadBuffer()
+		}
 		fromNetwork := !c.frameBuffered()
 		if fromNetwork {
 			c.rb.flush()
@@ -288,8 +344,14 @@ func (c *conn) readDirect() (bool, error) {
 	}
 	n := frameLength(hdr)
 	id := binary.BigEndian.Uint32(hdr[5:]) & maxStreamID
-	if id == 0 || n > maxFrameSize || frameHeaderLen+n > c.br.Size() {
+	if id == 0 || n > maxFrameSize {
 		return false, nil
+	}
+	if frameHeaderLen+n > c.br.Size() {
+		if typ != http2.FrameData || c.br.Size() >= maxReadBuf {
+			return false, nil
+		}
+		c.growReadBuffer()
 	}
 	frame, err := c.br.Peek(frameHeaderLen + n)
 	if err != nil {

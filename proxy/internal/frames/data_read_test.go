@@ -150,3 +150,41 @@ func TestHeadersFramesEveryShape(t *testing.T) {
 		}
 	}
 }
+
+// TestReadBufferGrows: connections that carry small calls keep their
+// small read buffer; a stream's grows the backend connection's, and then
+// the client connection's as it uploads, and the bytes arrive whole.
+func TestReadBufferGrows(t *testing.T) {
+	ctx := testContext(t)
+	e := startEchoEngine(t, Config{})
+	cc := dial(t, e.addr)
+	sizes := func() (client, backend int) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for c := range e.conns {
+			if c.backend == nil {
+				client = c.readBufferSize()
+			} else {
+				backend = c.readBufferSize()
+			}
+		}
+		return client, backend
+	}
+	for range 20 {
+		if _, err := unary(ctx, cc, methodUnary, patterned(1, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if client, backend := sizes(); client != initialReadBuf || backend != initialReadBuf {
+		t.Fatalf("after small calls: read buffers %d (client) and %d (backend), want %d", client, backend, initialReadBuf)
+	}
+	serverStreamWhole(ctx, t, cc, 8, 256<<10)
+	waitFor(ctx, t, "the backend connection's buffer to grow", func() bool { _, b := sizes(); return b == maxReadBuf })
+	if client, _ := sizes(); client != initialReadBuf {
+		t.Errorf("after a download: client read buffer %d, want %d", client, initialReadBuf)
+	}
+	if resp, err := unary(ctx, cc, methodUnary, patterned(2, 1<<20)); err != nil || !bytes.Equal(resp, patterned(2, 1<<20)) {
+		t.Fatalf("1 MiB upload: %d bytes back, %v", len(resp), err)
+	}
+	waitFor(ctx, t, "the client connection's buffer to grow", func() bool { c, _ := sizes(); return c == maxReadBuf })
+}
