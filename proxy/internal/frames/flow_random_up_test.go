@@ -28,7 +28,7 @@ type windowBackend struct {
 	initial int64
 	streams map[uint32]*requestSum
 	// connWindow is what the engine may still send on the connection;
-	// overrun the first DATA it sent beyond a window.
+	// overrun describes the first DATA it sent beyond a window.
 	connWindow int64
 	overrun    string
 	// late counts the window updates still to be sent.
@@ -62,7 +62,7 @@ func (b *windowBackend) handle(p *rawPeer, f http2.Frame) {
 	case *http2.DataFrame:
 		sum := b.streams[f.StreamID]
 		if sum == nil {
-			return
+			return // a stream reset: only its last frames come
 		}
 		id, n := f.StreamID, f.Header().Length
 		sum.n += uint64(len(f.Data()))
