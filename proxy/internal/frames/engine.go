@@ -388,7 +388,9 @@ func (e *Engine) startCall(c *call, f *headerBlock) {
 	c.lock(&c.client.rb)
 	defer c.unlock()
 	var method, path, authority, contentType string
-	block := make([]hpack.HeaderField, 4, len(f.fields)+2)
+	// The backend's block: the four pseudo-headers first, then the
+	// client's fields and x-forwarded-for.
+	block := make([]hpack.HeaderField, 4, 4+len(f.fields)+1)
 	for _, hf := range f.fields {
 		switch hf.Name {
 		case ":method":

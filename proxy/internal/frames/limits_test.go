@@ -115,7 +115,11 @@ func TestNotGRPCRefused(t *testing.T) {
 	get[0].Value = "GET"
 	json := grpcRequestHeaders(methodUnary)
 	json[4].Value = "application/json"
-	for i, h := range [][]hpack.HeaderField{get, json} {
+	// Header blocks with almost nothing in them (one crashed the engine,
+	// found by FuzzClientFrames).
+	bare := []hpack.HeaderField{{Name: ":method", Value: "POST"}}
+	empty := []hpack.HeaderField{}
+	for i, h := range [][]hpack.HeaderField{get, json, bare, empty} {
 		id := uint32(2*i + 1)
 		if err := c.headers(id, true, h...); err != nil {
 			t.Fatal(err)
