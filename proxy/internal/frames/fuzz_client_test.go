@@ -21,11 +21,11 @@ import (
 // engine must not crash, must end every call the connection opened, and
 // must go on serving other clients.
 func FuzzClientFrames(f *testing.F) {
-	f.Add([]byte{0, 1, 3, 2, 1, 5, 10})                         // a unary call, whole
-	f.Add([]byte{0, 0, 2, 2, 0, 200, 3, 0, 0, 4, 0, 8})         // headers, data, window update, reset
-	f.Add([]byte{0, 4, 0, 1, 0, 7, 2, 1, 9, 6, 5, 1, 1})        // a header block cut by DATA
+	f.Add([]byte{0, 1, 3, 2, 1, 5, 10})                          // a unary call, whole
+	f.Add([]byte{0, 0, 2, 2, 0, 200, 3, 0, 0, 4, 0, 8})          // headers, data, window update, reset
+	f.Add([]byte{0, 4, 0, 1, 0, 7, 2, 1, 9, 6, 5, 1, 1})         // a header block cut by DATA
 	f.Add([]byte{6, 4, 0, 6, 3, 200, 0, 1, 3, 5, 0, 7, 7, 8, 0}) // settings, pings, priority, goaway
-	f.Add([]byte{9, 40, 0, 1, 1, 2, 1, 255, 255, 3, 1, 0})      // garbage, then frames
+	f.Add([]byte{9, 40, 0, 1, 1, 2, 1, 255, 255, 3, 1, 0})       // garbage, then frames
 	backend := startBackend(f, nil)
 	e := startEngine(f, Config{MaxConcurrentStreams: 16}, backend.addr)
 	good := dial(f, e.addr)
