@@ -107,18 +107,7 @@ func testHandler(_ any, ss grpc.ServerStream) error {
 			}
 		}
 	case methodServerStream:
-		var req []byte
-		if err := ss.RecvMsg(&req); err != nil {
-			return err
-		}
-		count, size := binary.BigEndian.Uint32(req), binary.BigEndian.Uint32(req[4:])
-		for i := range count {
-			msg := patterned(i, int(size))
-			if err := ss.SendMsg(&msg); err != nil {
-				return err
-			}
-		}
-		return nil
+		return sendServerStream(ss, nil)
 	case methodClientStream:
 		var total uint64
 		for {
@@ -321,4 +310,24 @@ func serverStreamWhole(ctx context.Context, t *testing.T, cc *grpc.ClientConn, c
 func startEchoEngine(t testing.TB, cfg Config) *testEngine {
 	t.Helper()
 	return startEngine(t, cfg, startBackend(t, nil).addr)
+}
+
+// sendServerStream answers a methodServerStream request on ss, calling
+// sent (when not nil) with each message's size once it is sent.
+func sendServerStream(ss grpc.ServerStream, sent func(size uint32)) error {
+	var req []byte
+	if err := ss.RecvMsg(&req); err != nil {
+		return err
+	}
+	count, size := binary.BigEndian.Uint32(req), binary.BigEndian.Uint32(req[4:])
+	for i := range count {
+		msg := patterned(i, int(size))
+		if err := ss.SendMsg(&msg); err != nil {
+			return err
+		}
+		if sent != nil {
+			sent(size)
+		}
+	}
+	return nil
 }

@@ -21,21 +21,11 @@ func countingStreamBackend(t *testing.T, sent *atomic.Int64) *testBackend {
 		if method, _ := grpc.MethodFromServerStream(ss); method != methodServerStream {
 			return testHandler(srv, ss)
 		}
-		var req []byte
-		if err := ss.RecvMsg(&req); err != nil {
-			return err
-		}
-		count, size := binary.BigEndian.Uint32(req), binary.BigEndian.Uint32(req[4:])
-		for i := range count {
-			msg := patterned(i, int(size))
-			if err := ss.SendMsg(&msg); err != nil {
-				return err
-			}
+		return sendServerStream(ss, func(size uint32) {
 			if size == 1<<20 {
 				sent.Add(1)
 			}
-		}
-		return nil
+		})
 	})
 }
 
