@@ -3,8 +3,9 @@
 // backend directly, through `quaestor proxy`, through
 // github.com/mwitkow/grpc-proxy's TransparentHandler, through HAProxy and
 // through nginx, every one of them a process of its own, round after round
-// with the targets interleaved; then quaestor alone over 1 to 1,000
-// instances registered in etcd; then an open loop at fixed offered rates.
+// with the targets interleaved; then calls spread over 1 to 1,000
+// instances, which quaestor discovers in etcd and HAProxy and nginx list
+// as servers; then an open loop at fixed offered rates.
 // It prints a markdown report and can draw latency against offered load.
 //
 //	make bench                                    # installs haproxy and nginx, builds, runs everything
@@ -316,33 +317,28 @@ func versions(cfg config) [][2]string {
 // measureAll runs every round; within a round every scenario, and within a
 // scenario every target, starting with a different target each round so
 // that none is always measured first (on fresh caches) or last. The
-// registry scenarios are measured on quaestor alone. Progress goes to
-// progress.
+// registry scenarios are measured on the proxies of their instance count
+// (quaestor, and HAProxy and nginx when among the targets). Progress goes
+// to progress.
 func measureAll(ctx context.Context, tb *testbed, cfg config, progress io.Writer) (*measurements, error) {
 	m := newMeasurements(cfg.scenarios, cfg.targets, cfg.rounds)
 	for round := range cfg.rounds {
 		for _, sc := range cfg.scenarios {
-			if sc.instances > 0 {
-				t := tb.byInstances[sc.instances]
-				if err := t.resume(ctx, sc.instances, cfg.settle); err != nil {
-					return nil, fmt.Errorf("round %d, %s: %w", round+1, sc.name, err)
+			targets := m.targetsOf(sc)
+			for i := range targets {
+				name := targets[(round+i)%len(targets)]
+				t := tb.targets[name]
+				if sc.instances > 0 {
+					t = tb.byInstances[sc.instances][name]
+					if err := t.resume(ctx, sc.instances, cfg.settle); err != nil {
+						return nil, fmt.Errorf("round %d, %s: %w", round+1, sc.name, err)
+					}
 				}
-				runtime.GC()
-				res, err := measure(ctx, t, sc, cfg.settings)
-				t.pause()
-				if err != nil {
-					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, t.proc.name, err)
-				}
-				m.set(sc, targetQuaestor, round, res)
-				fmt.Fprintf(progress, "round %d/%d  %-14s %-11s %s\n", round+1, cfg.rounds, sc.name, targetQuaestor, progressLine(sc, res))
-				continue
-			}
-			for i := range cfg.targets {
-				name := cfg.targets[(round+i)%len(cfg.targets)]
 				// Start each measurement with the garbage of the previous
 				// one collected.
 				runtime.GC()
-				res, err := measure(ctx, tb.targets[name], sc, cfg.settings)
+				res, err := measure(ctx, t, sc, cfg.settings)
+				t.pause()
 				if err != nil {
 					return nil, fmt.Errorf("round %d, %s, %s: %w", round+1, sc.name, name, err)
 				}

@@ -55,16 +55,27 @@ type measurementKey struct{ scenario, target string }
 func newMeasurements(scenarios []scenario, targets []string, rounds int) *measurements {
 	m := &measurements{scenarios: scenarios, targets: targets, rounds: rounds, results: make(map[measurementKey][]*result)}
 	for _, sc := range scenarios {
-		if sc.instances > 0 {
-			// Measured through quaestor alone, whatever -targets says.
-			m.results[measurementKey{sc.name, targetQuaestor}] = make([]*result, rounds)
-			continue
-		}
-		for _, t := range targets {
+		for _, t := range m.targetsOf(sc) {
 			m.results[measurementKey{sc.name, t}] = make([]*result, rounds)
 		}
 	}
 	return m
+}
+
+// targetsOf returns the targets sc is measured on, in report order: all
+// of them, or for a registry scenario quaestor (whatever -targets says)
+// and those of HAProxy and nginx that are among them.
+func (m *measurements) targetsOf(sc scenario) []string {
+	if sc.instances == 0 {
+		return m.targets
+	}
+	var out []string
+	for _, t := range registryTargets {
+		if t == targetQuaestor || slices.Contains(m.targets, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func (m *measurements) set(sc scenario, target string, round int, res *result) {
@@ -311,30 +322,35 @@ func writeStreamTable(b *strings.Builder, sc scenario, m *measurements) {
 }
 
 // writeRegistryTable writes the instance-count scenarios as one table:
-// quaestor's cost per call against the number of registered instances.
+// each proxy's cost per call against the number of instances it spreads
+// the calls over.
 func writeRegistryTable(b *strings.Builder, scs []scenario, m *measurements) {
-	b.WriteString("\n## quaestor by registered instances\n\n")
-	fmt.Fprintf(b, "Unary calls with a %s payload echoed back, %d callers over %d connections, through a `quaestor proxy` "+
-		"that discovers N instances of the echo service in etcd (one backend process listening on N loopback addresses "+
-		"127.1.x.y, each health-checked and load-polled by quaestor as a separate instance). "+
-		"\"vs 1\" is the median of each round's ratio to the 1-instance figure.\n\n",
+	b.WriteString("\n## by number of instances\n\n")
+	fmt.Fprintf(b, "Unary calls with a %s payload echoed back, %d callers over %d connections, spread over N instances: "+
+		"one backend process listening on N loopback addresses 127.1.x.y. quaestor discovers them in etcd "+
+		"and health-checks and load-polls each as a separate instance (least-loaded); HAProxy and nginx list the same N "+
+		"addresses as servers (round robin, no health checks). \"vs 1\" is the median of each round's ratio to the same "+
+		"proxy's 1-instance figure, \"vs haproxy\" to HAProxy's with as many servers.\n\n",
 		formatBytes(scs[0].payloadSize), scs[0].callers, scs[0].conns)
-	b.WriteString("| instances | calls/s | range | vs 1 | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
-	b.WriteString("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("| instances | target | calls/s | range | vs 1 | vs haproxy | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
+	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	base := scs[0]
 	for _, sc := range scs {
-		s := m.summarize(sc, targetQuaestor)
-		var ratios []float64
-		for round, res := range m.results[measurementKey{sc.name, targetQuaestor}] {
-			ref := m.results[measurementKey{base.name, targetQuaestor}][round]
-			if res != nil && ref != nil && ref.callsPerSecond() > 0 {
-				ratios = append(ratios, res.callsPerSecond()/ref.callsPerSecond())
+		for _, t := range m.targetsOf(sc) {
+			s := m.summarize(sc, t)
+			var ratios []float64
+			for round, res := range m.results[measurementKey{sc.name, t}] {
+				ref := m.results[measurementKey{base.name, t}][round]
+				if res != nil && ref != nil && ref.callsPerSecond() > 0 {
+					ratios = append(ratios, res.callsPerSecond()/ref.callsPerSecond())
+				}
 			}
+			fmt.Fprintf(b, "| %d | %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+				sc.instances, t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
+				formatRatio(median(ratios)), formatRatio(s.vsHAProxy), formatDuration(s.callP50), formatDuration(s.callP99),
+				formatDuration(s.callP999), s.errors, formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores),
+				formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
 		}
-		fmt.Fprintf(b, "| %d | %s | %s–%s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
-			sc.instances, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
-			formatRatio(median(ratios)), formatDuration(s.callP50), formatDuration(s.callP99), formatDuration(s.callP999),
-			s.errors, formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
 	}
 	for _, sc := range scs {
 		writeErrorSamples(b, sc, m)
@@ -381,7 +397,7 @@ func writeOpenLoopTable(b *strings.Builder, o *openLoopResults) {
 }
 
 func writeErrorSamples(b *strings.Builder, sc scenario, m *measurements) {
-	for _, t := range m.targets {
+	for _, t := range m.targetsOf(sc) {
 		s := m.summarize(sc, t)
 		if s.errors == 0 {
 			continue

@@ -38,6 +38,8 @@ func TestReportRatiosAndColumns(t *testing.T) {
 		m.set(unary, targetHAProxy, round, fakeResult(1000+int64(round)*500, 3*time.Millisecond, 200*time.Millisecond))
 		m.set(reg1, targetQuaestor, round, fakeResult(2000, time.Millisecond, 500*time.Millisecond))
 		m.set(reg1000, targetQuaestor, round, fakeResult(1800, time.Millisecond, 500*time.Millisecond))
+		m.set(reg1, targetHAProxy, round, fakeResult(2000, time.Millisecond, 500*time.Millisecond))
+		m.set(reg1000, targetHAProxy, round, fakeResult(1200, time.Millisecond, 600*time.Millisecond))
 	}
 	open := newOpenLoopResults([]float64{1000, 2000}, targets, 1)
 	for _, tgt := range targets {
@@ -60,7 +62,11 @@ func TestReportRatiosAndColumns(t *testing.T) {
 		// 2.5 CPU s per 10k calls, 0.5 cores, 30 MiB.
 		"| quaestor | 2000 | 2000–2000 | 0.50 | 1.33 | 2.00 ms | 2.00 ms | 2.00 ms | 0 | 2.50 | 0.50 | 30.0 MiB |",
 		"| haproxy | 1500 | 1000–2000 | 0.38 | 1.00 |",
-		"| 1000 | 1800 | 1800–1800 | 0.90 |",
+		// 1,000 instances: quaestor at 0.9 of its 1-instance rate, 1.5
+		// times HAProxy's with 1,000 servers (itself at 0.6 of its own),
+		// which spends 0.6 s on 1200 calls: 5 s per 10k.
+		"| 1000 | quaestor | 1800 | 1800–1800 | 0.90 | 1.50 |",
+		"| 1000 | haproxy | 1200 | 1200–1200 | 0.60 | 1.00 | 1.00 ms | 1.00 ms | 1.00 ms | 0 | 5.00 |",
 		"| 2000 | quaestor | 1900 | 5.00 ms |",
 	} {
 		if !strings.Contains(report, want) {

@@ -62,15 +62,20 @@ type target struct {
 	// idleCores is the CPUs the proxy kept busy while no calls ran, after
 	// the start (health checks, load polls, etcd watch); NaN when unknown.
 	idleCores float64
-	// paused is set while the process is stopped (SIGSTOP).
-	paused bool
+	// pauseBetween: the process works while no calls run (a registry
+	// quaestor checks and polls its instances), so it is paused while
+	// other targets are measured. paused is set while it is stopped
+	// (SIGSTOP).
+	pauseBetween, paused bool
 }
 
 // testbedOptions say what startTestbed starts.
 type testbedOptions struct {
 	targets []string
-	// instanceCounts are the registered-instance counts of the registry
-	// scenarios; each gets a quaestor of its own over the embedded etcd.
+	// instanceCounts are the instance counts of the registry scenarios;
+	// each gets a quaestor of its own over the embedded etcd, and an
+	// HAProxy and an nginx of its own listing that many servers when
+	// targets has them.
 	instanceCounts []int
 	// self is the harness's own binary, started again for the roles.
 	self string
@@ -102,9 +107,10 @@ type testbed struct {
 	backend   *child
 	instances []string
 	targets   map[string]*target
-	// byInstances maps an instance count to the quaestor serving that
-	// many registered instances.
-	byInstances map[int]*target
+	// byInstances maps an instance count to the proxies, by target name,
+	// that spread calls over that many instances: the quaestor
+	// discovering them in etcd, the HAProxy and nginx listing them.
+	byInstances map[int]map[string]*target
 	etcd        *registry.Embedded
 	etcdClient  *clientv3.Client
 	children    []*child
@@ -117,7 +123,7 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 	if err != nil {
 		return nil, fmt.Errorf("starting testbed: %w", err)
 	}
-	tb := &testbed{dir: dir, keepDir: opts.keepDir, quaestorAdmin: opts.quaestorAdmin, progress: opts.progress, targets: make(map[string]*target), byInstances: make(map[int]*target)}
+	tb := &testbed{dir: dir, keepDir: opts.keepDir, quaestorAdmin: opts.quaestorAdmin, progress: opts.progress, targets: make(map[string]*target), byInstances: make(map[int]map[string]*target)}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, tb.Close())
@@ -149,9 +155,9 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 			t.proc, err = tb.startRole(roleGRPCProxy, &r, "-backends", strings.Join(backends, ","))
 			t.addrs = []string{r.Addr}
 		case targetHAProxy:
-			t.proc, t.addrs, err = tb.startHAProxy(opts.haproxyBin, backends, opts.threads)
+			t.proc, t.addrs, err = tb.startHAProxy(opts.haproxyBin, name, backends, opts.threads)
 		case targetNginx:
-			t.proc, t.addrs, err = tb.startNginx(opts.nginxBin, backends, opts.threads)
+			t.proc, t.addrs, err = tb.startNginx(opts.nginxBin, name, backends, opts.threads)
 		default:
 			err = fmt.Errorf("starting testbed: unknown target %q", name)
 		}
@@ -167,7 +173,7 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 		tb.targets[name] = t
 	}
 	if len(opts.instanceCounts) > 0 {
-		if err := tb.startRegistry(ctx, opts.quaestorBin, opts.instanceCounts); err != nil {
+		if err := tb.startRegistry(ctx, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -179,16 +185,18 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 	// The registry quaestors keep checking and polling their instances
 	// (the 1,000-instance one takes a good part of a core doing it): they
 	// are paused while the other targets are measured.
-	for _, t := range tb.byInstances {
-		t.pause()
+	for _, byName := range tb.byInstances {
+		for _, t := range byName {
+			t.pause()
+		}
 	}
 	return tb, nil
 }
 
-// pause stops t's process until resume; it does nothing where processes
-// cannot be paused.
+// pause stops t's process until resume, if it works while no calls run;
+// it does nothing where processes cannot be paused.
 func (t *target) pause() {
-	if t.proc != nil {
+	if t.proc != nil && t.pauseBetween {
 		t.paused = pauseGroup(t.proc.cmd.Process, true)
 	}
 }
@@ -215,7 +223,7 @@ func (t *target) resume(ctx context.Context, instances int, settle time.Duration
 }
 
 // proxies returns every target with a process: the targets, then the
-// registry quaestors by instance count.
+// registry scenarios' proxies by instance count.
 func (tb *testbed) proxies() []*target {
 	var out []*target
 	for _, name := range allTargets {
@@ -224,7 +232,11 @@ func (tb *testbed) proxies() []*target {
 		}
 	}
 	for _, n := range slices.Sorted(maps.Keys(tb.byInstances)) {
-		out = append(out, tb.byInstances[n])
+		for _, name := range registryTargets {
+			if t := tb.byInstances[n][name]; t != nil {
+				out = append(out, t)
+			}
+		}
 	}
 	return out
 }
@@ -337,20 +349,20 @@ func (tb *testbed) startQuaestor(bin, name string, backends []string, etcdEndpoi
 }
 
 // startHAProxy runs haproxy in the foreground (-db) with a generated
-// configuration.
-func (tb *testbed) startHAProxy(bin string, backends []string, threads int) (*child, []string, error) {
+// configuration; name names its files and process.
+func (tb *testbed) startHAProxy(bin, name string, backends []string, threads int) (*child, []string, error) {
 	if bin == "" {
-		return nil, nil, errors.New("starting haproxy: no haproxy binary (install it: bench/install-proxies.sh, or -haproxy)")
+		return nil, nil, fmt.Errorf("starting %s: no haproxy binary (install it: bench/install-proxies.sh, or -haproxy)", name)
 	}
 	addr, err := freePort()
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting haproxy: %w", err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	cfgPath := filepath.Join(tb.dir, "haproxy.cfg")
+	cfgPath := filepath.Join(tb.dir, name+".cfg")
 	if err := os.WriteFile(cfgPath, []byte(haproxyConfig(addr, backends, threads)), 0o644); err != nil {
-		return nil, nil, fmt.Errorf("starting haproxy: %w", err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	c, _, err := startChild("haproxy", exec.Command(bin, "-db", "-f", cfgPath), filepath.Join(tb.dir, "haproxy.log"), "", 0)
+	c, _, err := startChild(name, exec.Command(bin, "-db", "-f", cfgPath), filepath.Join(tb.dir, name+".log"), "", 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -359,27 +371,27 @@ func (tb *testbed) startHAProxy(bin string, backends []string, threads int) (*ch
 }
 
 // startNginx runs nginx in the foreground (daemon off) with a generated
-// configuration and its own prefix directory.
-func (tb *testbed) startNginx(bin string, backends []string, workers int) (*child, []string, error) {
+// configuration and a prefix directory of its own, both named name.
+func (tb *testbed) startNginx(bin, name string, backends []string, workers int) (*child, []string, error) {
 	if bin == "" {
-		return nil, nil, errors.New("starting nginx: no nginx binary (install it: bench/install-proxies.sh, or -nginx)")
+		return nil, nil, fmt.Errorf("starting %s: no nginx binary (install it: bench/install-proxies.sh, or -nginx)", name)
 	}
 	addr, err := freePort()
 	if err != nil {
-		return nil, nil, fmt.Errorf("starting nginx: %w", err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	prefix := filepath.Join(tb.dir, "nginx")
+	prefix := filepath.Join(tb.dir, name)
 	if err := os.MkdirAll(prefix, 0o755); err != nil {
-		return nil, nil, fmt.Errorf("starting nginx: %w", err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	cfgPath := filepath.Join(prefix, "nginx.conf")
 	if err := os.WriteFile(cfgPath, []byte(nginxConfig(addr, backends, workers, prefix)), 0o644); err != nil {
-		return nil, nil, fmt.Errorf("starting nginx: %w", err)
+		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	// -e: the error log before the configuration is read (else nginx
 	// opens /var/log/nginx/error.log).
 	cmd := exec.Command(bin, "-p", prefix, "-c", cfgPath, "-e", filepath.Join(prefix, "startup.log"))
-	c, _, err := startChild("nginx", cmd, filepath.Join(tb.dir, "nginx.log"), "", 0)
+	c, _, err := startChild(name, cmd, filepath.Join(tb.dir, name+".log"), "", 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -387,11 +399,12 @@ func (tb *testbed) startNginx(bin string, backends []string, workers int) (*chil
 	return c, []string{addr}, nil
 }
 
-// startRegistry starts an embedded etcd, registers counts[i] of the
-// backend's instance addresses under a prefix of their own, with a
-// quaestor reading each prefix, and waits until each quaestor lists all
-// its instances as healthy.
-func (tb *testbed) startRegistry(ctx context.Context, quaestorBin string, counts []int) error {
+// startRegistry starts an embedded etcd and, for each instance count n
+// of opts, registers n of the backend's instance addresses under a prefix
+// of their own, with a quaestor reading that prefix, and waits until it
+// lists all n as healthy; when opts has HAProxy and nginx among its
+// targets, it starts one of each with the same n addresses as servers.
+func (tb *testbed) startRegistry(ctx context.Context, opts testbedOptions) error {
 	clientURL, err := freePort()
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
@@ -413,28 +426,54 @@ func (tb *testbed) startRegistry(ctx context.Context, quaestorBin string, counts
 	if err != nil {
 		return fmt.Errorf("starting etcd client: %w", err)
 	}
-	for _, n := range counts {
+	for _, n := range opts.instanceCounts {
 		if n > len(tb.instances) {
 			return fmt.Errorf("registering %d instances: the backend listens on %d", n, len(tb.instances))
 		}
+		instances := tb.instances[:n]
 		prefix := fmt.Sprintf("/bench-%d", n)
-		if err := registerInstances(ctx, tb.etcdClient, prefix, tb.instances[:n]); err != nil {
+		if err := registerInstances(ctx, tb.etcdClient, prefix, instances); err != nil {
 			return err
 		}
-		name := fmt.Sprintf("quaestor-%d", n)
-		proc, addrs, err := tb.startQuaestor(quaestorBin, name, nil, tb.etcd.ClientURL(), prefix)
-		if err != nil {
-			return err
+		byName := make(map[string]*target)
+		tb.byInstances[n] = byName
+		for _, name := range registryTargets {
+			if name != targetQuaestor && !slices.Contains(opts.targets, name) {
+				continue
+			}
+			t := &target{name: name}
+			procName := fmt.Sprintf("%s-%d", name, n)
+			var err error
+			switch name {
+			case targetQuaestor:
+				t.proc, t.addrs, err = tb.startQuaestor(opts.quaestorBin, procName, nil, tb.etcd.ClientURL(), prefix)
+				if err == nil {
+					t.pauseBetween = true
+					err = waitInstances(ctx, t, procName, n)
+				}
+			case targetHAProxy:
+				if t.proc, t.addrs, err = tb.startHAProxy(opts.haproxyBin, procName, instances, opts.threads); err == nil {
+					err = waitServing(ctx, t)
+				}
+			case targetNginx:
+				if t.proc, t.addrs, err = tb.startNginx(opts.nginxBin, procName, instances, opts.threads); err == nil {
+					err = waitServing(ctx, t)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			t.pids = processTree(t.proc.pid())
+			byName[name] = t
 		}
-		t := &target{name: targetQuaestor, addrs: addrs, proc: proc}
-		if err := waitInstances(ctx, t, name, n); err != nil {
-			return err
-		}
-		t.pids = processTree(proc.pid())
-		tb.byInstances[n] = t
 	}
 	return nil
 }
+
+// registryTargets are the targets of the registry scenarios, in report
+// order: quaestor, which discovers the instances in etcd, and the
+// proxies that can list them as servers, for comparison.
+var registryTargets = []string{targetQuaestor, targetHAProxy, targetNginx}
 
 // registerInstances puts one key per address in quaestor's registry
 // layout (routing/registry/layout.go), without a lease: the etcd lives
@@ -476,7 +515,11 @@ func waitServing(ctx context.Context, t *target) error {
 	}
 	defer cc.Close()
 	client := examplev1.NewEchoClient(cc)
-	return pollUntil(ctx, t, t.name, func(ctx context.Context) error {
+	name := t.name
+	if t.proc != nil {
+		name = t.proc.name
+	}
+	return pollUntil(ctx, t, name, func(ctx context.Context) error {
 		_, err := client.Unary(ctx, &examplev1.EchoRequest{Payload: []byte("ready?")})
 		return err
 	})
