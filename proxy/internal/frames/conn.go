@@ -267,7 +267,13 @@ func (c *conn) readLoop() error {
 				}
 				c.w.mu.Lock()
 				c.w.pingLocked(true, f.Data)
-				c.w.kickLocked(&c.rb)
+				if len(c.w.buf) == pingFrameLen && !c.w.inBatch && !c.w.writing {
+					// Nothing else to this peer yet: the answer waits
+					// for company (see pingAckDelay).
+					c.e.deferAckLocked(c.w)
+				} else {
+					c.w.kickLocked(&c.rb)
+				}
 				c.w.mu.Unlock()
 			}
 		case *http2.GoAwayFrame:

@@ -19,7 +19,9 @@
 // no further complete frame; the writer goroutine takes over what a
 // socket does not take at once. Each backend (Engine.Backend) has one
 // connection at a time, made when a call first needs it and taken into
-// use once the backend has sent its SETTINGS.
+// use once the backend has sent its SETTINGS. Answers to a peer's PINGs
+// go out with the next frames to it, or after at most 5 ms when none
+// come (pingack.go): gRPC peers ping after DATA, nearly once per call.
 //
 // Flow control is bridged per stream (half.go): a source gets its stream
 // window back only as its bytes are handed to the destination's writer,

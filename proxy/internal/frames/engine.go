@@ -66,6 +66,10 @@ type Config struct {
 	RetryDelay func(r *Request, attempts int) (time.Duration, bool)
 	// Logger receives connection events.
 	Logger *slog.Logger
+
+	// pingAckDelay is how long answers to PINGs may wait for other
+	// frames to go with (default pingAckDelay; tests lengthen it).
+	pingAckDelay time.Duration
 }
 
 // Request is a call as routing sees it.
@@ -125,6 +129,9 @@ type Engine struct {
 
 	inFlight atomic.Int64
 
+	// acks writes out the PING answers that waited long enough.
+	acks ackFlusher
+
 	// backends maps a key to its *Backend.
 	backends sync.Map
 
@@ -158,6 +165,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = defaultMaxMessageSize
+	}
+	if cfg.pingAckDelay <= 0 {
+		cfg.pingAckDelay = pingAckDelay
 	}
 	for _, ka := range []*Keepalive{&cfg.Keepalive, &cfg.BackendKeepalive} {
 		if ka.Time > 0 && ka.Timeout <= 0 {

@@ -52,6 +52,9 @@ type writer struct {
 	sentData bool
 	// writing: a write is under way, with mu released.
 	writing bool
+	// ackWaiting: the buffer holds a PING answer left for the next write
+	// (Engine.deferAckLocked).
+	ackWaiting bool
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
 	// stopped is closed when loop returns.
@@ -119,6 +122,7 @@ func (w *writer) writeLocked(tryOnly bool) {
 	// buf and spare must never share an array: b is written with mu
 	// released, while producers append to buf.
 	w.buf, w.spare = w.spare[:0], nil
+	w.ackWaiting = false
 	w.writing = true
 	w.mu.Unlock()
 	var n int
@@ -353,6 +357,9 @@ func (w *writer) rstStreamLocked(stream uint32, code http2.ErrCode) {
 	w.frameHeaderLocked(4, http2.FrameRSTStream, 0, stream)
 	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(code))
 }
+
+// pingFrameLen is the length of a PING frame, header included.
+const pingFrameLen = frameHeaderLen + 8
 
 func (w *writer) pingLocked(ack bool, data [8]byte) {
 	var flags http2.Flags
