@@ -75,14 +75,8 @@ const brokenMethod = "/test.Broken/Unary"
 // op is a byte choosing the frame, followed by the bytes its fields take;
 // a write error ends the play.
 func playBackendFrames(p *rawPeer, id uint32, ops []byte) {
-	next := func() byte {
-		if len(ops) == 0 {
-			return 0
-		}
-		b := ops[0]
-		ops = ops[1:]
-		return b
-	}
+	src := fuzzOps(ops)
+	next := src.next
 	fr := p.w
 	fr.AllowIllegalWrites = true
 	block := func(fields ...hpack.HeaderField) []byte {
@@ -94,7 +88,7 @@ func playBackendFrames(p *rawPeer, id uint32, ops []byte) {
 	}
 	statuses := []string{"200", "404", "503", "", "abc"}
 	codes := []string{"0", "14", "4", "13", "99", "", "x"}
-	for len(ops) > 0 {
+	for len(src) > 0 {
 		var err error
 		switch next() % 9 {
 		case 0: // response headers, maybe split or with a bad :status

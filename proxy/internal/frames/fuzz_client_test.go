@@ -73,14 +73,8 @@ func playFrames(conn net.Conn, ops []byte) {
 	if err := fr.WriteSettings(); err != nil {
 		return
 	}
-	next := func() byte {
-		if len(ops) == 0 {
-			return 0
-		}
-		b := ops[0]
-		ops = ops[1:]
-		return b
-	}
+	src := fuzzOps(ops)
+	next := src.next
 	// Streams: mostly odd and small, sometimes 0 or even (protocol errors).
 	stream := func() uint32 {
 		b := next()
@@ -93,7 +87,7 @@ func playFrames(conn net.Conn, ops []byte) {
 		return uint32(b%14)*2 + 1
 	}
 	methods := []string{methodUnary, methodBidi, methodClientStream, "/test.Echo/Missing", "not-a-path"}
-	for len(ops) > 0 {
+	for len(src) > 0 {
 		var err error
 		switch next() % 10 {
 		case 0: // HEADERS of a call, maybe split, padded or with priority
@@ -167,4 +161,16 @@ func playFrames(conn net.Conn, ops []byte) {
 			return
 		}
 	}
+}
+
+// fuzzOps hands out a fuzz input's bytes one at a time, then zeros.
+type fuzzOps []byte
+
+func (o *fuzzOps) next() byte {
+	if len(*o) == 0 {
+		return 0
+	}
+	b := (*o)[0]
+	*o = (*o)[1:]
+	return b
 }
