@@ -15,8 +15,7 @@ import (
 // once, each answer a system call of its own, on both the client and
 // the backend side. Answered with the next frames to that peer instead
 // (the next response, the next request, a window update), the answers
-// cost nothing, and the peer, which waits for the answer before its next
-// estimate, pings less often. A peer that gets nothing else within
+// cost no write of their own. A peer that gets nothing else within
 // pingAckDelay gets its answer then. The delay only lengthens the
 // round trips the peer measures by at most that much (a larger estimate
 // means larger windows) and is far below any keepalive timeout.
