@@ -25,13 +25,21 @@ const (
 	connWindow      = 16 << 20
 	initialWindow   = 65535 // HTTP/2's initial window, before SETTINGS
 	// Read buffers: a connection starts with a small one, most of what
-	// an idle connection costs, and grows it once when bulk data comes
-	// (see growReadBuffer): a connection that carries small calls to one
-	// of a thousand backends keeps 4 KiB, one carrying streams reads
-	// 64 KiB at a time.
+	// an idle connection costs, grows it in steps while bulk data comes
+	// (see growReadBuffer) and goes back to the small one when it stops
+	// (shrinkReadBuffer): a connection that carries small calls to one
+	// of a thousand backends keeps 4 KiB, one carrying streams reads up
+	// to 256 KiB at a time. A backend connection's read then holds
+	// several DATA frames of each of its streams, and the writes to
+	// their clients are as large: with 64 KiB, a read held about one
+	// 16 KiB frame per client, and each was a write of its own.
 	initialReadBuf = 4 << 10
-	maxReadBuf     = 64 << 10
-	maxStreamID    = 1<<31 - 1
+	bulkReadBuf    = 64 << 10
+	maxReadBuf     = 256 << 10
+	// smallReadsToShrink reads in a row, each under a sixteenth of a
+	// grown buffer, take a connection back to the small one.
+	smallReadsToShrink = 16
+	maxStreamID        = 1<<31 - 1
 	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
 	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
 	maxFrameSize = 16384
@@ -56,8 +64,9 @@ type conn struct {
 
 	mu      sync.Mutex
 	streams map[uint32]*call
-	// brSize is br's size (readBufferSize).
-	brSize int
+	// brSize is br's size, brPeak the largest it has been
+	// (readBufferSize).
+	brSize, brPeak int
 	// peerInitialWin is the peer's SETTINGS_INITIAL_WINDOW_SIZE: the send
 	// window of each new stream.
 	peerInitialWin int64
@@ -112,7 +121,7 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 	}
 	c.w.drained = func() { c.wakeBlocked(nil) }
 	c.sock.nc = nc
-	c.setReader(bufio.NewReaderSize(&c.sock, initialReadBuf))
+	c.setReader(getReader(initialReadBuf, &c.sock))
 	c.hr = newHeaderReader(e.cfg.MaxHeaderListSize)
 	return c
 }
@@ -121,49 +130,118 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 func (c *conn) setReader(br *bufio.Reader) {
 	c.mu.Lock()
 	c.brSize = br.Size()
+	c.brPeak = max(c.brPeak, c.brSize)
 	c.mu.Unlock()
 	c.br = br
+	c.sock.size, c.sock.smallReads = br.Size(), 0
 	c.fr = http2.NewFramer(nil, br)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(maxFrameSize)
 }
 
-// readBufferSize is the read buffer's size, for tests; the reader
-// goroutine may replace the buffer, so it is read under the
-// connection's lock from there.
-func (c *conn) readBufferSize() int {
+// readBufferSize is the read buffer's size and the largest it has been,
+// for tests; the reader goroutine may replace the buffer, so it is read
+// under the connection's lock from there.
+func (c *conn) readBufferSize() (size, peak int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.brSize
+	return c.brSize, c.brPeak
 }
 
-// socketReader reads the connection for its read buffer, and notes when
-// a read filled most of the buffer: more data was likely waiting.
+// socketReader reads the connection for its read buffer of size bytes,
+// and notes when a read filled the room there was (more data was likely
+// waiting) and how many reads in a row took little. held is what a
+// replaced buffer held, given to the new one before anything else.
 type socketReader struct {
-	nc     net.Conn
-	filled bool
+	nc         net.Conn
+	size       int
+	held       []byte
+	filled     bool
+	smallReads int
 }
 
 func (r *socketReader) Read(p []byte) (int, error) {
+	if len(r.held) > 0 {
+		n := copy(p, r.held)
+		r.held = r.held[n:]
+		return n, nil
+	}
 	n, err := r.nc.Read(p)
 	r.filled = n >= initialReadBuf/2 && n == len(p)
+	if n < r.size/16 {
+		r.smallReads++
+	} else {
+		r.smallReads = 0
+	}
 	return n, err
 }
 
-// growReadBuffer replaces the small read buffer by a maxReadBuf one,
-// keeping what it holds, when bulk data comes: a read filled it, or a
-// DATA frame does not fit in it (and would be copied by the Framer). Only
-// between header blocks: the new Framer expects none to be open.
+// growReadBuffer replaces the read buffer by the next larger one
+// (bulkReadBuf, then maxReadBuf), keeping what it holds, when bulk data
+// comes: a read filled it, or a DATA frame does not fit in it (and would
+// be copied by the Framer). Only between header blocks: the new Framer
+// expects none to be open.
 func (c *conn) growReadBuffer() {
-	if c.br.Size() >= maxReadBuf || c.hr.open {
+	size := c.br.Size()
+	if size >= maxReadBuf || c.hr.open {
 		return
 	}
-	held, _ := c.br.Peek(c.br.Buffered())
-	src := io.Reader(&c.sock)
-	if len(held) > 0 {
-		src = io.MultiReader(bytes.NewReader(bytes.Clone(held)), src)
+	buffered, _ := c.br.Peek(c.br.Buffered())
+	c.sock.held = append(bytes.Clone(buffered), c.sock.held...)
+	next := bulkReadBuf
+	if size >= bulkReadBuf {
+		next = maxReadBuf
 	}
-	c.setReader(bufio.NewReaderSize(src, maxReadBuf))
+	old := c.br
+	c.setReader(getReader(next, &c.sock))
+	putReader(old)
+}
+
+// shrinkReadBuffer goes back to a small read buffer once bulk data has
+// stopped: before a read from the network with nothing buffered, when no
+// call is open on the connection or smallReadsToShrink reads in a row
+// took little. A connection keeps its grown buffer while it waits in a
+// read, so one that goes quiet mid-call gives it back at its next read.
+func (c *conn) shrinkReadBuffer() {
+	if c.br.Size() <= initialReadBuf || c.br.Buffered() > 0 || len(c.sock.held) > 0 || c.hr.open {
+		return
+	}
+	if c.sock.smallReads < smallReadsToShrink {
+		c.mu.Lock()
+		open := len(c.streams)
+		c.mu.Unlock()
+		if open > 0 {
+			return
+		}
+	}
+	old := c.br
+	c.setReader(getReader(initialReadBuf, &c.sock))
+	putReader(old)
+}
+
+// readers keeps the read buffers connections gave back, by size, so
+// that connections whose bulk data comes in bursts do not allocate and
+// zero a large buffer for each.
+var readers = map[int]*sync.Pool{
+	initialReadBuf: {},
+	bulkReadBuf:    {},
+	maxReadBuf:     {},
+}
+
+func getReader(size int, src io.Reader) *bufio.Reader {
+	if br, ok := readers[size].Get().(*bufio.Reader); ok {
+		br.Reset(src)
+		return br
+	}
+	return bufio.NewReaderSize(src, size)
+}
+
+// putReader pools br, which no frame read from it may still use: the
+// frame handlers copy what they keep, as bufio reuses its buffer on
+// every read anyway.
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers[br.Size()].Put(br)
 }
 
 // writeSettings sends the proxy's SETTINGS and connection window.
@@ -207,6 +285,7 @@ func (c *conn) readLoop() error {
 		fromNetwork := !c.frameBuffered()
 		if fromNetwork {
 			c.rb.flush()
+			c.shrinkReadBuffer()
 		}
 		var f http2.Frame
 		direct, err := c.readDirect()

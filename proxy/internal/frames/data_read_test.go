@@ -152,39 +152,54 @@ func TestHeadersFramesEveryShape(t *testing.T) {
 }
 
 // TestReadBufferGrows: connections that carry small calls keep their
-// small read buffer; a stream's grows the backend connection's, and then
-// the client connection's as it uploads, and the bytes arrive whole.
+// small read buffer; a stream's grows the backend connection's to the
+// largest, and then the client connection's as it uploads, and the bytes
+// arrive whole; once small calls follow, both go back to the small
+// buffer.
 func TestReadBufferGrows(t *testing.T) {
 	ctx := testContext(t)
 	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
-	sizes := func() (client, backend int) {
+	type sizes struct{ client, clientPeak, backend, backendPeak int }
+	read := func() (s sizes) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		for c := range e.conns {
 			if c.backend == nil {
-				client = c.readBufferSize()
+				s.client, s.clientPeak = c.readBufferSize()
 			} else {
-				backend = c.readBufferSize()
+				s.backend, s.backendPeak = c.readBufferSize()
 			}
 		}
-		return client, backend
+		return s
 	}
-	for range 20 {
-		if _, err := unary(ctx, cc, methodUnary, patterned(1, 100)); err != nil {
-			t.Fatal(err)
+	smallCalls := func() {
+		for range smallReadsToShrink + 4 {
+			if _, err := unary(ctx, cc, methodUnary, patterned(1, 100)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if client, backend := sizes(); client != initialReadBuf || backend != initialReadBuf {
-		t.Fatalf("after small calls: read buffers %d (client) and %d (backend), want %d", client, backend, initialReadBuf)
+	smallCalls()
+	if s := read(); s.clientPeak != initialReadBuf || s.backendPeak != initialReadBuf {
+		t.Fatalf("after small calls: read buffers %+v, want %d throughout", s, initialReadBuf)
 	}
-	serverStreamWhole(ctx, t, cc, 8, 256<<10)
-	waitFor(ctx, t, "the backend connection's buffer to grow", func() bool { _, b := sizes(); return b == maxReadBuf })
-	if client, _ := sizes(); client != initialReadBuf {
-		t.Errorf("after a download: client read buffer %d, want %d", client, initialReadBuf)
+	serverStreamWhole(ctx, t, cc, 16, 256<<10)
+	if s := read(); s.backendPeak != maxReadBuf || s.clientPeak != initialReadBuf {
+		t.Errorf("after a download: read buffers %+v, want the backend's to have reached %d, the client's %d", s, maxReadBuf, initialReadBuf)
 	}
-	if resp, err := unary(ctx, cc, methodUnary, patterned(2, 1<<20)); err != nil || !bytes.Equal(resp, patterned(2, 1<<20)) {
-		t.Fatalf("1 MiB upload: %d bytes back, %v", len(resp), err)
+	smallCalls()
+	if s := read(); s.backend != initialReadBuf {
+		t.Errorf("small calls after a download: backend read buffer %d, want %d", s.backend, initialReadBuf)
 	}
-	waitFor(ctx, t, "the client connection's buffer to grow", func() bool { c, _ := sizes(); return c == maxReadBuf })
+	if resp, err := unary(ctx, cc, methodUnary, patterned(2, 4<<20)); err != nil || !bytes.Equal(resp, patterned(2, 4<<20)) {
+		t.Fatalf("4 MiB upload: %d bytes back, %v", len(resp), err)
+	}
+	if s := read(); s.clientPeak < bulkReadBuf {
+		t.Errorf("after an upload: client read buffer reached %d, want at least %d", s.clientPeak, bulkReadBuf)
+	}
+	smallCalls()
+	if s := read(); s.client != initialReadBuf || s.backend != initialReadBuf {
+		t.Errorf("after small calls again: read buffers %+v, want %d", s, initialReadBuf)
+	}
 }
