@@ -23,6 +23,10 @@ run: build
 test:
 	@./.ci/ensure-chromium.sh || echo "make test: no chromium; the status page's browser test will be skipped"
 	$(GO) test -race -count=1 -timeout 9m ./...
+	# The proxy reads and writes its sockets with raw system calls, except
+	# under the race detector (proxy/internal/frames/rawio_linux.go): once
+	# more without it.
+	$(GO) test -count=1 -timeout 5m ./proxy/...
 	$(MAKE) fuzz FUZZTIME=10000x
 
 # The long versions of the fault tests (TestFault... in every package):

@@ -120,7 +120,7 @@ func newConn(e *Engine, nc net.Conn, backend *Backend) *conn {
 		settled:        make(chan struct{}),
 	}
 	c.w.drained = func() { c.wakeBlocked(nil) }
-	c.sock.nc = nc
+	c.sock.nc, c.sock.raw = nc, newRawReader(nc)
 	c.setReader(getReader(initialReadBuf, &c.sock))
 	c.hr = newHeaderReader(e.cfg.MaxHeaderListSize)
 	return c
@@ -154,6 +154,7 @@ func (c *conn) readBufferSize() (size, peak int) {
 // replaced buffer held, given to the new one before anything else.
 type socketReader struct {
 	nc         net.Conn
+	raw        *rawReader
 	size       int
 	held       []byte
 	filled     bool
@@ -166,7 +167,15 @@ func (r *socketReader) Read(p []byte) (int, error) {
 		r.held = r.held[n:]
 		return n, nil
 	}
-	n, err := r.nc.Read(p)
+	var (
+		n   int
+		err error
+	)
+	if r.raw != nil {
+		n, err = r.raw.read(p)
+	} else {
+		n, err = r.nc.Read(p)
+	}
 	r.filled = n >= initialReadBuf/2 && n == len(p)
 	if n < r.size/16 {
 		r.smallReads++

@@ -38,7 +38,7 @@ func (rw *rawWriter) tryWrite(b []byte) (int, error) {
 
 func (rw *rawWriter) write(fd uintptr) bool {
 	for rw.n < len(rw.b) {
-		k, err := syscall.Write(int(fd), rw.b[rw.n:])
+		k, err := rawWrite(int(fd), rw.b[rw.n:])
 		if k > 0 {
 			rw.n += k
 		}

@@ -1,0 +1,69 @@
+package frames
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// rawReader reads a socket through its RawConn, with a raw read, and
+// waits in the poller as net.Conn.Read does when the socket is empty. Its
+// read function is made once, so that a read allocates nothing.
+type rawReader struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool
+	// b is being read into; n and err are the outcome.
+	b   []byte
+	n   int
+	err error
+}
+
+// newRawReader returns a rawReader for nc, or nil when nc is not a
+// socket of its own (TLS, a test's pipe).
+func newRawReader(nc net.Conn) *rawReader {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	r := &rawReader{raw: raw}
+	r.fn = r.readFD
+	return r
+}
+
+func (r *rawReader) read(b []byte) (int, error) {
+	r.b, r.n, r.err = b, 0, nil
+	if err := r.raw.Read(r.fn); err != nil && r.err == nil {
+		r.err = err
+	}
+	n, err := r.n, r.err
+	r.b = nil
+	return n, err
+}
+
+// readFD reads once into r.b; false (wait for the socket) when it is
+// empty. Like net.Conn.Read, it reads before waiting: the poller's
+// readiness was cleared before it is called.
+func (r *rawReader) readFD(fd uintptr) bool {
+	for {
+		n, err := rawRead(int(fd), r.b)
+		switch err {
+		case nil:
+			r.n = n
+			if n == 0 && len(r.b) > 0 {
+				r.err = io.EOF
+			}
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			r.err = err
+			return true
+		}
+	}
+}
