@@ -20,10 +20,12 @@
 // streams and the writes to their clients are as large. Frames a reader
 // produces for other connections are batched and written, without
 // blocking, when its read buffer holds no further complete frame; the
-// writer goroutine takes over what a socket does not take at once. Each
-// backend (Engine.Backend) has one connection at a time, made when a call
-// first needs it and taken into use once the backend has sent its
-// SETTINGS. Answers to a peer's PINGs go out with the next frames to it,
+// writer goroutine takes over what a socket does not take at once. On
+// Linux the readers' reads and the non-blocking writes are raw system
+// calls, unseen by the scheduler's monitor (rawio_linux.go). Each backend
+// (Engine.Backend) has one connection at a time, made when a call first
+// needs it and taken into use once the backend has sent its SETTINGS.
+// Answers to a peer's PINGs go out with the next frames to it,
 // or after at most 5 ms when none come (pingack.go): gRPC peers ping
 // after DATA, nearly once per call.
 //

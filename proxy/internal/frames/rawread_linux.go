@@ -7,16 +7,8 @@ import (
 )
 
 // rawReader reads a socket through its RawConn, with a raw read, and
-// waits in the poller as net.Conn.Read does when the socket is empty. Its
-// read function is made once, so that a read allocates nothing.
-type rawReader struct {
-	raw syscall.RawConn
-	fn  func(fd uintptr) bool
-	// b is being read into; n and err are the outcome.
-	b   []byte
-	n   int
-	err error
-}
+// waits in the poller as net.Conn.Read does when the socket is empty.
+type rawReader struct{ rawOp }
 
 // newRawReader returns a rawReader for nc, or nil when nc is not a
 // socket of its own (TLS, a test's pipe).
@@ -29,19 +21,13 @@ func newRawReader(nc net.Conn) *rawReader {
 	if err != nil {
 		return nil
 	}
-	r := &rawReader{raw: raw}
+	r := &rawReader{rawOp{raw: raw}}
 	r.fn = r.readFD
 	return r
 }
 
 func (r *rawReader) read(b []byte) (int, error) {
-	r.b, r.n, r.err = b, 0, nil
-	if err := r.raw.Read(r.fn); err != nil && r.err == nil {
-		r.err = err
-	}
-	n, err := r.n, r.err
-	r.b = nil
-	return n, err
+	return r.do(syscall.RawConn.Read, b)
 }
 
 // readFD reads once into r.b; false (wait for the socket) when it is

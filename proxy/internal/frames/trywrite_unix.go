@@ -6,20 +6,34 @@ import "syscall"
 
 const canTryWrite = true
 
-// rawWriter writes to a socket without blocking. Its write function is
-// made once, so that a write allocates nothing (a closure passed to
-// RawConn.Write would escape, once per write).
-type rawWriter struct {
+// rawOp is one socket operation at a time through a RawConn: the buffer
+// b, the outcome n and err, and the function RawConn.Read or Write
+// calls, made once, so that an operation allocates nothing (a closure
+// passed to RawConn would escape, once per call).
+type rawOp struct {
 	raw syscall.RawConn
 	fn  func(fd uintptr) bool
-	// b is being written; n and err are the outcome.
 	b   []byte
 	n   int
 	err error
 }
 
+// do runs fn through call (RawConn.Read or Write) on b.
+func (o *rawOp) do(call func(syscall.RawConn, func(uintptr) bool) error, b []byte) (int, error) {
+	o.b, o.n, o.err = b, 0, nil
+	if err := call(o.raw, o.fn); err != nil && o.err == nil {
+		o.err = err
+	}
+	n, err := o.n, o.err
+	o.b = nil
+	return n, err
+}
+
+// rawWriter writes to a socket without blocking.
+type rawWriter struct{ rawOp }
+
 func newRawWriter(raw syscall.RawConn) *rawWriter {
-	rw := &rawWriter{raw: raw}
+	rw := &rawWriter{rawOp{raw: raw}}
 	rw.fn = rw.write
 	return rw
 }
@@ -27,13 +41,7 @@ func newRawWriter(raw syscall.RawConn) *rawWriter {
 // tryWrite writes what the socket takes of b without blocking. One
 // caller at a time.
 func (rw *rawWriter) tryWrite(b []byte) (int, error) {
-	rw.b, rw.n, rw.err = b, 0, nil
-	if err := rw.raw.Write(rw.fn); err != nil && rw.err == nil {
-		rw.err = err
-	}
-	n, err := rw.n, rw.err
-	rw.b = nil
-	return n, err
+	return rw.do(syscall.RawConn.Write, b)
 }
 
 func (rw *rawWriter) write(fd uintptr) bool {
