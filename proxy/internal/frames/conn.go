@@ -195,6 +195,7 @@ func (c *conn) growReadBuffer() {
 	if size >= maxReadBuf || c.hr.open {
 		return
 	}
+	c.rb.flush() // writers may hold loans of the old buffer's bytes
 	buffered, _ := c.br.Peek(c.br.Buffered())
 	c.sock.held = append(bytes.Clone(buffered), c.sock.held...)
 	next := bulkReadBuf
@@ -355,7 +356,7 @@ func (c *conn) readLoop() error {
 				}
 				c.w.mu.Lock()
 				c.w.pingLocked(true, f.Data)
-				if len(c.w.buf) == pingFrameLen && !c.w.inBatch && !c.w.writing {
+				if c.w.pendingLocked() == pingFrameLen && c.w.inBatch == nil && !c.w.writing {
 					// Nothing else to this peer yet: the answer waits
 					// for company (see pingAckDelay).
 					c.e.deferAckLocked(c.w)
@@ -417,9 +418,10 @@ func (c *conn) lookup(id uint32) *call {
 // padding, or a HEADERS frame without padding or priority that holds a
 // whole header block, and it fits in the read buffer: its payload goes
 // to the call (or the HPACK decoder) straight from the buffer, sparing
-// the copy and the frame value the Framer makes of it. For DATA that is
-// the proxy's one copy of a stream's bytes besides the one into the
-// other side's write buffer. It reports whether it did. Any other frame
+// the copy and the frame value the Framer makes of it; large DATA
+// payloads are then lent to the other side's writer, which sends them
+// from there (see writer.dataLocked), so that a stream's bytes are not
+// copied at all in the proxy's user space. It reports whether it did. Any other frame
 // (and any frame inside an unfinished header block, a protocol error) is
 // left to the Framer and its checks; so is a read error, which the
 // Framer meets again.
@@ -453,7 +455,11 @@ func (c *conn) readDirect() (bool, error) {
 	}
 	payload := frame[frameHeaderLen:]
 	if typ == http2.FrameData {
+		// The payload stays in the read buffer until the next read from
+		// the network, which the batch's flush comes before: it is lent.
+		c.rb.lending = true
 		err = c.onData(id, uint32(n), payload, flags.Has(http2.FlagDataEndStream))
+		c.rb.lending = false
 	} else {
 		err = c.onHeaderFragment(c.hr.headers(id, payload, flags.Has(http2.FlagHeadersEndStream), true))
 	}

@@ -45,14 +45,14 @@ type half struct {
 }
 
 // deliverLocked takes DATA read from the source; p is only valid for
-// the call.
+// the call, or, when the call's batch is lending, until it is flushed.
 func (h *half) deliverLocked(p []byte, endStream bool) {
 	if endStream {
 		h.endPending = true
 	}
 	if h.q.len() == 0 && h.dstID != 0 && !h.ended {
 		// Nothing waits: send from p directly, keep what does not fit.
-		n, _ := h.sendLocked(p, h.endPending)
+		n, _ := h.sendLocked(p, h.endPending, h.c.b)
 		if h.ended {
 			return
 		}
@@ -67,7 +67,7 @@ func (h *half) deliverLocked(p []byte, endStream bool) {
 func (h *half) pushLocked() {
 	for h.dstID != 0 && !h.ended && (h.q.len() > 0 || h.endPending) {
 		p := h.q.peek()
-		n, progressed := h.sendLocked(p, h.endPending && len(p) == h.q.len())
+		n, progressed := h.sendLocked(p, h.endPending && len(p) == h.q.len(), nil)
 		if h.ended {
 			// All went, and the call may have finished (releasing q's
 			// chunks already).
@@ -85,7 +85,8 @@ func (h *half) pushLocked() {
 // ending the stream (with END_STREAM, or the trailers) when end is set
 // and all of p goes. It returns how much of p went, and false when
 // nothing could (the half then waits for a window update or room).
-func (h *half) sendLocked(p []byte, end bool) (int, bool) {
+// lender, when set, is the batch p may be lent under (dataLocked).
+func (h *half) sendLocked(p []byte, end bool, lender *batch) (int, bool) {
 	w := h.dst.w
 	w.mu.Lock()
 	if w.closed || w.err != nil {
@@ -107,11 +108,11 @@ func (h *half) sendLocked(p []byte, end bool) (int, bool) {
 	end = end && n == len(p)
 	if end && h.trailers != nil {
 		if n > 0 {
-			w.dataLocked(h.dstID, p[:n], false)
+			w.dataLocked(h.dstID, p[:n], false, lender)
 		}
 		w.headersLocked(h.dstID, h.trailers, true)
 	} else {
-		w.dataLocked(h.dstID, p[:n], end)
+		w.dataLocked(h.dstID, p[:n], end, lender)
 	}
 	h.sendWin -= int64(n)
 	h.dst.sendWin -= int64(n)

@@ -31,3 +31,27 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 	}
 	return int(n), nil
 }
+
+// rawWritev writes the pieces of vec with one writev, described in iov
+// (a scratch kept by the caller, emptied again so that it holds on to
+// no buffer).
+func rawWritev(fd int, vec [][]byte, iov *[]syscall.Iovec) (int, error) {
+	s := (*iov)[:0]
+	for _, p := range vec {
+		if len(p) > 0 {
+			v := syscall.Iovec{Base: &p[0]}
+			v.SetLen(len(p))
+			s = append(s, v)
+		}
+	}
+	*iov = s
+	if len(s) == 0 {
+		return 0, nil
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&s[0])), uintptr(len(s)))
+	clear(s)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}

@@ -12,3 +12,5 @@ import "syscall"
 func rawWrite(fd int, b []byte) (int, error) { return syscall.Write(fd, b) }
 
 func rawRead(fd int, b []byte) (int, error) { return syscall.Read(fd, b) }
+
+func rawWritev(fd int, vec [][]byte, _ *[]syscall.Iovec) (int, error) { return writeEach(fd, vec) }

@@ -27,7 +27,7 @@ func newRawReader(nc net.Conn) *rawReader {
 }
 
 func (r *rawReader) read(b []byte) (int, error) {
-	return r.do(syscall.RawConn.Read, b)
+	return r.do(syscall.RawConn.Read, r.fn, b)
 }
 
 // readFD reads once into r.b; false (wait for the socket) when it is
@@ -53,3 +53,7 @@ func (r *rawReader) readFD(fd uintptr) bool {
 		}
 	}
 }
+
+// canLend: writers send lent DATA with vectored writes (see
+// writer.dataLocked).
+const canLend = true

@@ -15,3 +15,5 @@ type rawWriter struct{}
 func newRawWriter(syscall.RawConn) *rawWriter { return nil }
 
 func (*rawWriter) tryWrite([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
+func (*rawWriter) tryWritev([][]byte) (int, error) { return 0, errors.ErrUnsupported }

@@ -46,8 +46,8 @@ type writer struct {
 	peerMaxFrame uint32
 
 	kick chan struct{}
-	// inBatch: a batch will wake the loop.
-	inBatch bool
+	// inBatch is the batch that will wake the loop, if one will.
+	inBatch *batch
 	// sentData: DATA or HEADERS went out since the peer's last ping.
 	sentData bool
 	// writing: a write is under way, with mu released.
@@ -57,6 +57,16 @@ type writer struct {
 	ackWaiting bool
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
+
+	// lent is DATA the buffer refers to instead of holding it, each at
+	// its place in buf, lentLen bytes in all: bytes of the read buffer
+	// of a connection whose reader handles them under the batch lender,
+	// valid until that batch is flushed (see dataLocked). vec is the
+	// scratch of the vectored write that sends them.
+	lent    []loan
+	lentLen int
+	lender  *batch
+	vec     [][]byte
 	// stopped is closed when loop returns.
 	stopped chan struct{}
 }
@@ -74,7 +84,22 @@ const (
 	// none (releaseLarge).
 	maxSpare   = highWater + 64<<10
 	smallSpare = 64 << 10
+
+	// A DATA payload of at least minLoan bytes read straight from a
+	// socket is written from the reader's buffer, not copied into the
+	// writer's: at most maxLoans of them per write, as a vectored write
+	// takes at most 1,024 pieces, and the pieces cost more than copies
+	// of small payloads.
+	minLoan  = 4 << 10
+	maxLoans = 256
 )
+
+// loan is a piece of DATA lent to a writer: it goes out before the byte
+// at of the writer's buffer.
+type loan struct {
+	at int
+	p  []byte
+}
 
 func newWriter(conn net.Conn) *writer {
 	w := &writer{conn: conn, kick: make(chan struct{}, 1), stopped: make(chan struct{}), peerMaxFrame: 16384}
@@ -101,8 +126,8 @@ func (w *writer) loop() error {
 	defer close(w.stopped)
 	for range w.kick {
 		w.mu.Lock()
-		for len(w.buf) > 0 && w.err == nil && !w.writing {
-			w.writeLocked(false)
+		for w.pendingLocked() > 0 && w.err == nil && !w.writing {
+			w.writeLocked(false, nil)
 		}
 		done := (w.closed && !w.writing) || w.err != nil
 		err := w.err
@@ -114,39 +139,62 @@ func (w *writer) loop() error {
 	return nil
 }
 
+// pendingLocked is the number of bytes waiting to be written.
+func (w *writer) pendingLocked() int { return len(w.buf) + w.lentLen }
+
 // writeLocked writes the buffer out, with mu released meanwhile. Unless
 // tryOnly, it blocks until all is written; tryOnly writes what the socket
-// takes without blocking (the write loop does the rest).
-func (w *writer) writeLocked(tryOnly bool) {
+// takes without blocking (the write loop does the rest). Lent bytes go
+// out with a vectored write when by, the batch that lent them, writes;
+// anyone else copies them into the buffer first, as their lender may
+// read over them while the write is under way.
+func (w *writer) writeLocked(tryOnly bool, by *batch) {
+	if len(w.lent) > 0 && (!tryOnly || by != w.lender) {
+		w.settleLoansLocked()
+	}
 	b := w.buf
 	// buf and spare must never share an array: b is written with mu
 	// released, while producers append to buf.
 	w.buf, w.spare = w.spare[:0], nil
 	w.ackWaiting = false
 	w.writing = true
+	var vec [][]byte
+	if len(w.lent) > 0 {
+		// No loan comes while writing is set: lent stays as it is.
+		vec = w.segmentsLocked(b)
+	}
 	w.mu.Unlock()
 	var n int
 	var err error
-	if tryOnly {
+	switch {
+	case vec != nil:
+		n, err = w.raw.tryWritev(vec)
+	case tryOnly:
 		n, err = w.raw.tryWrite(b)
-	} else {
+	default:
 		n, err = w.conn.Write(b)
 	}
 	w.mu.Lock()
 	w.writing = false
-	if n < len(b) && err == nil {
-		// Put back what the socket did not take, before what came since.
-		rest := append(b[:0:0], b[n:]...)
-		w.buf = append(rest, w.buf...)
-		b = nil
+	if total := len(b) + w.lentLen; n < total && err == nil {
+		// Put back what the socket did not take, before what came since,
+		// whose array is then free for the next write.
+		var rest []byte
+		if vec != nil {
+			rest = appendSegments(make([]byte, 0, total-n+len(w.buf)), w.segmentsLocked(b), n)
+		} else {
+			rest = b[:copy(b, b[n:])]
+		}
+		b, w.buf = w.buf, append(rest, w.buf...)
 	}
+	w.dropLoansLocked()
 	if b != nil && cap(b) <= maxSpare {
 		w.spare = b[:0]
 	}
 	if err != nil {
 		w.err = err
 	}
-	if w.aboveHigh && len(w.buf) < lowWater {
+	if w.aboveHigh && w.pendingLocked() < lowWater {
 		w.aboveHigh = false
 		if w.drained != nil {
 			w.mu.Unlock()
@@ -156,10 +204,75 @@ func (w *writer) writeLocked(tryOnly bool) {
 	}
 }
 
+// segmentsLocked returns b with the loans in their places, as the
+// pieces of a vectored write.
+func (w *writer) segmentsLocked(b []byte) [][]byte {
+	vec := w.vec[:0]
+	prev := 0
+	for _, l := range w.lent {
+		if l.at > prev {
+			vec = append(vec, b[prev:l.at])
+		}
+		vec = append(vec, l.p)
+		prev = l.at
+	}
+	if len(b) > prev {
+		vec = append(vec, b[prev:])
+	}
+	w.vec = vec
+	return vec
+}
+
+// appendSegments appends the bytes of vec after the first skip to dst.
+func appendSegments(dst []byte, vec [][]byte, skip int) []byte {
+	for _, p := range vec {
+		if skip >= len(p) {
+			skip -= len(p)
+			continue
+		}
+		dst = append(dst, p[skip:]...)
+		skip = 0
+	}
+	return dst
+}
+
+// settleLoansLocked copies the lent bytes into the buffer, in their
+// places, and so ends the loans.
+func (w *writer) settleLoansLocked() {
+	if len(w.lent) == 0 {
+		return
+	}
+	var nb []byte
+	if cap(w.spare) >= w.pendingLocked() {
+		nb, w.spare = w.spare[:0], nil
+	}
+	nb = appendSegments(nb, w.segmentsLocked(w.buf), 0)
+	if w.spare == nil && cap(w.buf) <= maxSpare {
+		w.spare = w.buf[:0]
+	}
+	w.buf = nb
+	w.dropLoansLocked()
+}
+
+// dropLoansLocked forgets the loans, and the references to their bytes.
+func (w *writer) dropLoansLocked() {
+	clear(w.lent)
+	clear(w.vec)
+	w.lent, w.vec = w.lent[:0], w.vec[:0]
+	w.lentLen, w.lender = 0, nil
+}
+
 // batch collects the writers a reader goroutine wrote to while handling
 // the frames of one read, and wakes them once that read is handled: the
 // frames one read produces for a connection go out in one write.
-type batch struct{ dirty []*writer }
+//
+// lending is set while the reader hands on DATA that lies in its read
+// buffer, which it does not touch again before it flushes the batch:
+// writers may then refer to the bytes instead of copying them.
+type batch struct {
+	dirty   []*writer
+	lending bool
+}
 
 // kickLocked wakes w's write loop now, or when b is flushed; called with
 // w.mu held, after appending.
@@ -168,8 +281,8 @@ func (w *writer) kickLocked(b *batch) {
 		w.flushLocked()
 		return
 	}
-	if !w.inBatch {
-		w.inBatch = true
+	if w.inBatch == nil {
+		w.inBatch = b
 		b.dirty = append(b.dirty, w)
 	}
 }
@@ -178,13 +291,18 @@ func (w *writer) kickLocked(b *batch) {
 func (b *batch) flush() {
 	for i, w := range b.dirty {
 		w.mu.Lock()
-		w.inBatch = false
-		if w.raw != nil && !w.writing && w.err == nil && len(w.buf) > 0 {
+		if w.inBatch == b {
+			w.inBatch = nil
+		}
+		if w.raw != nil && !w.writing && w.err == nil && w.pendingLocked() > 0 {
 			// The socket usually takes it all at once: write it from
 			// here, saving the write loop's wake-up.
-			w.writeLocked(true)
+			w.writeLocked(true, b)
 		}
-		if len(w.buf) > 0 || w.err != nil || w.closed {
+		if w.lender == b {
+			w.settleLoansLocked() // the batch's reader reads on
+		}
+		if w.pendingLocked() > 0 || w.err != nil || w.closed {
 			w.flushLocked()
 		}
 		w.mu.Unlock()
@@ -202,7 +320,7 @@ func (w *writer) releaseLarge() {
 	if cap(w.spare) > smallSpare {
 		w.spare = nil
 	}
-	if len(w.buf) == 0 && cap(w.buf) > smallSpare {
+	if w.pendingLocked() == 0 && cap(w.buf) > smallSpare {
 		w.buf = nil
 	}
 }
@@ -226,11 +344,11 @@ func (w *writer) close() {
 // room returns how many more DATA bytes the buffer takes now; 0 marks the
 // writer as waiting for a drain.
 func (w *writer) roomLocked() int {
-	if len(w.buf) >= highWater {
-		w.aboveHigh = true
-		return 0
+	if n := w.pendingLocked(); n < highWater {
+		return highWater - n
 	}
-	return highWater - len(w.buf)
+	w.aboveHigh = true
+	return 0
 }
 
 func (w *writer) frameHeaderLocked(length int, typ http2.FrameType, flags http2.Flags, stream uint32) {
@@ -239,9 +357,15 @@ func (w *writer) frameHeaderLocked(length int, typ http2.FrameType, flags http2.
 }
 
 // dataLocked appends DATA frames carrying p, split at the peer's frame
-// size; endStream sets END_STREAM on the last.
-func (w *writer) dataLocked(stream uint32, p []byte, endStream bool) {
+// size; endStream sets END_STREAM on the last. When lender is set, p
+// lies in a read buffer that stays as it is until lender is flushed, and
+// the writer may refer to it instead of copying it: the frames' payloads
+// then go from the read buffer to the socket with a vectored write, the
+// proxy's one copy of a stream's bytes saved.
+func (w *writer) dataLocked(stream uint32, p []byte, endStream bool, lender *batch) {
 	w.sentData = true
+	lend := canLend && lender != nil && lender.lending && w.raw != nil && !w.writing &&
+		(w.lender == nil || w.lender == lender)
 	for {
 		n := min(len(p), int(w.peerMaxFrame))
 		var flags http2.Flags
@@ -249,7 +373,18 @@ func (w *writer) dataLocked(stream uint32, p []byte, endStream bool) {
 			flags = http2.FlagDataEndStream
 		}
 		w.frameHeaderLocked(n, http2.FrameData, flags, stream)
-		w.buf = append(w.buf, p[:n]...)
+		if lend && n >= minLoan && len(w.lent) < maxLoans {
+			if w.lender == nil && w.inBatch != nil && w.inBatch != lender {
+				// Another batch will wake the writer, but the loans
+				// must end when lender is flushed: it visits too.
+				lender.dirty = append(lender.dirty, w)
+			}
+			w.lent = append(w.lent, loan{at: len(w.buf), p: p[:n]})
+			w.lentLen += n
+			w.lender = lender
+		} else {
+			w.buf = append(w.buf, p[:n]...)
+		}
 		p = p[n:]
 		if len(p) == 0 {
 			return
