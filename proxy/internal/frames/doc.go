@@ -4,8 +4,8 @@
 //
 // Per client stream, the engine decodes the header block, asks its
 // Router where the call goes (one Route per attempt), re-encodes the
-// headers for that backend's connection and copies DATA frames across,
-// once, as they come. Responses go back the same way: headers, DATA,
+// headers for that backend's connection and passes DATA frames across
+// as they come, copied once at most. Responses go back the same way: headers, DATA,
 // trailers (a trailers-only response stays one). Only what the engine
 // needs is parsed: the pseudo-headers, grpc-timeout, grpc-status in the
 // trailers, and the gRPC length prefixes inside DATA, to refuse messages
@@ -22,7 +22,11 @@
 // blocking, when its read buffer holds no further complete frame; the
 // writer goroutine takes over what a socket does not take at once. On
 // Linux the readers' reads and the non-blocking writes are raw system
-// calls, unseen by the scheduler's monitor (rawio_linux.go). Each backend
+// calls, unseen by the scheduler's monitor (rawio_linux.go), and large
+// DATA payloads are not copied at all when the destination's writer is
+// idle: the writer refers to them in the reader's buffer and sends them
+// with a vectored write before the reader reads again (writer.dataLocked).
+// Each backend
 // (Engine.Backend) has one connection at a time, made when a call first
 // needs it and taken into use once the backend has sent its SETTINGS.
 // Answers to a peer's PINGs go out with the next frames to it,
