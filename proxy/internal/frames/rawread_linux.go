@@ -27,7 +27,7 @@ func newRawReader(nc net.Conn) *rawReader {
 }
 
 func (r *rawReader) read(b []byte) (int, error) {
-	return r.do(syscall.RawConn.Read, r.fn, b)
+	return r.do(syscall.RawConn.Read, b)
 }
 
 // readFD reads once into r.b; false (wait for the socket) when it is

@@ -18,11 +18,10 @@ type rawOp struct {
 	err error
 }
 
-// do runs fn, one of the functions made once, through call
-// (RawConn.Read or Write) on b.
-func (o *rawOp) do(call func(syscall.RawConn, func(uintptr) bool) error, fn func(uintptr) bool, b []byte) (int, error) {
+// do runs fn through call (RawConn.Read or Write) on b.
+func (o *rawOp) do(call func(syscall.RawConn, func(uintptr) bool) error, b []byte) (int, error) {
 	o.b, o.n, o.err = b, 0, nil
-	if err := call(o.raw, fn); err != nil && o.err == nil {
+	if err := call(o.raw, o.fn); err != nil && o.err == nil {
 		o.err = err
 	}
 	n, err := o.n, o.err
@@ -30,43 +29,53 @@ func (o *rawOp) do(call func(syscall.RawConn, func(uintptr) bool) error, fn func
 	return n, err
 }
 
-// rawWriter writes to a socket without blocking: from one buffer (b)
-// or from pieces (vec, with iov the scratch of their descriptions).
+// rawWriter writes to a socket without blocking, from the pieces of vec
+// (one for a plain buffer, kept in one), with iov the scratch of their
+// descriptions for a vectored write.
 type rawWriter struct {
 	rawOp
-	writev func(fd uintptr) bool
-	vec    [][]byte
-	iov    []syscall.Iovec
+	vec [][]byte
+	one [1][]byte
+	iov []syscall.Iovec
 }
 
 func newRawWriter(raw syscall.RawConn) *rawWriter {
 	rw := &rawWriter{rawOp: rawOp{raw: raw}}
-	rw.fn, rw.writev = rw.write, rw.writeVec
+	rw.fn = rw.write
 	return rw
 }
 
 // tryWrite writes what the socket takes of b without blocking. One
 // caller at a time.
 func (rw *rawWriter) tryWrite(b []byte) (int, error) {
-	return rw.do(syscall.RawConn.Write, rw.fn, b)
+	rw.one[0] = b
+	n, err := rw.tryWritev(rw.one[:])
+	rw.one[0] = nil
+	return n, err
 }
 
-// tryWritev is tryWrite of the pieces of vec, in one system call where
-// the platform has vectored writes; it may reslice vec's elements.
+// tryWritev is tryWrite of the pieces of vec, in one system call; it may
+// reslice vec's elements.
 func (rw *rawWriter) tryWritev(vec [][]byte) (int, error) {
 	rw.vec = vec
-	n, err := rw.do(syscall.RawConn.Write, rw.writev, nil)
+	n, err := rw.do(syscall.RawConn.Write, nil)
 	rw.vec = nil
 	return n, err
 }
 
-func (rw *rawWriter) writeVec(fd uintptr) bool {
+func (rw *rawWriter) write(fd uintptr) bool {
 	for len(rw.vec) > 0 {
-		k, err := rawWritev(int(fd), rw.vec, &rw.iov)
-		if k > 0 {
-			rw.n += k
-			rw.vec = advance(rw.vec, k)
+		var (
+			k   int
+			err error
+		)
+		if len(rw.vec) == 1 {
+			k, err = rawWrite(int(fd), rw.vec[0])
+		} else {
+			k, err = rawWritev(int(fd), rw.vec, &rw.iov)
 		}
+		rw.n += max(k, 0)
+		rw.vec = advance(rw.vec, max(k, 0))
 		switch err {
 		case nil, syscall.EINTR:
 			continue
@@ -79,7 +88,8 @@ func (rw *rawWriter) writeVec(fd uintptr) bool {
 	return true // never wait for the socket: the write loop does
 }
 
-// advance drops the first n bytes of vec's pieces.
+// advance drops the first n bytes of vec's pieces, and the empty
+// pieces that follow them.
 func advance(vec [][]byte, n int) [][]byte {
 	for len(vec) > 0 && n >= len(vec[0]) {
 		n -= len(vec[0])
@@ -89,24 +99,6 @@ func advance(vec [][]byte, n int) [][]byte {
 		vec[0] = vec[0][n:]
 	}
 	return vec
-}
-
-func (rw *rawWriter) write(fd uintptr) bool {
-	for rw.n < len(rw.b) {
-		k, err := rawWrite(int(fd), rw.b[rw.n:])
-		if k > 0 {
-			rw.n += k
-		}
-		switch err {
-		case nil, syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-		default:
-			rw.err = err
-		}
-		break
-	}
-	return true // never wait for the socket: the write loop does
 }
 
 // writeEach writes the pieces of vec one after the other, as far as the
