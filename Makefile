@@ -59,7 +59,7 @@ bench:
 	@./bench/install-proxies.sh
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/quaestor ./cmd/quaestor
 	$(GO) build -o $(BIN)/bench ./bench
-	$(BIN)/bench -quaestor $(BIN)/quaestor -out bench/results/latest.md -plot bench/latency-vs-load.png $(BENCHFLAGS)
+	$(BIN)/bench -quaestor $(BIN)/quaestor -out bench/latest.md -plot bench/latency-vs-load.png $(BENCHFLAGS)
 
 # The soak run (Linux): 10 minutes of steady load through a real quaestor
 # process while its backends register, deregister, die and flap; fails
