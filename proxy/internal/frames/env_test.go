@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -279,30 +280,39 @@ func hpackField(name, value string) hpack.HeaderField {
 // whole and in order, and then the end of the stream.
 func serverStreamWhole(ctx context.Context, t *testing.T, cc *grpc.ClientConn, count, size uint32) {
 	t.Helper()
+	if err := serverStreamCheck(ctx, cc, count, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serverStreamCheck calls methodServerStream for count messages of size
+// bytes and checks every byte of them, and the end of the stream.
+func serverStreamCheck(ctx context.Context, cc *grpc.ClientConn, count, size uint32) error {
 	s, err := cc.NewStream(ctx, streamDesc, methodServerStream)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	req := serverStreamRequest(count, size)
 	if err := s.SendMsg(&req); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := s.CloseSend(); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	for i := range count {
 		var msg []byte
 		if err := s.RecvMsg(&msg); err != nil {
-			t.Fatalf("message %d: %v", i, err)
+			return fmt.Errorf("message %d: %w", i, err)
 		}
 		if !bytes.Equal(msg, patterned(i, int(size))) {
-			t.Fatalf("message %d differs", i)
+			return fmt.Errorf("message %d differs", i)
 		}
 	}
 	var extra []byte
 	if err := s.RecvMsg(&extra); !errors.Is(err, io.EOF) {
-		t.Fatalf("after the last message: %v, want EOF", err)
+		return fmt.Errorf("after the last message: %v, want EOF", err)
 	}
+	return nil
 }
 
 // startEchoEngine starts a backend with the test handler and an engine
