@@ -20,8 +20,8 @@ import (
 // them with a batch of its own, or through the write loop).
 func TestWriterLends(t *testing.T) {
 	client, server := tcpPair(t)
-	// Small socket buffers: writes are often partial, and what the
-	// socket does not take is left to the write loop.
+	// A small send buffer: writes are often partial, and what the socket
+	// does not take is left to the write loop.
 	_ = server.(*net.TCPConn).SetWriteBuffer(32 << 10)
 	w := newWriter(server)
 	w.peerMaxFrame = 16 << 10
@@ -46,11 +46,10 @@ func TestWriterLends(t *testing.T) {
 			}
 			want3.Write(p)
 			w.mu.Lock()
+			w.dataLocked(3, p, false, nil)
 			if i%2 == 0 {
-				w.dataLocked(3, p, false, nil)
 				w.kickLocked(&b)
 			} else {
-				w.dataLocked(3, p, false, nil)
 				w.kickLocked(nil) // the write loop's turn
 			}
 			w.mu.Unlock()
