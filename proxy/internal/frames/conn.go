@@ -418,13 +418,13 @@ func (c *conn) lookup(id uint32) *call {
 // padding, or a HEADERS frame without padding or priority that holds a
 // whole header block, and it fits in the read buffer: its payload goes
 // to the call (or the HPACK decoder) straight from the buffer, sparing
-// the copy and the frame value the Framer makes of it; large DATA
+// the copy and the frame value the Framer makes of it. Large DATA
 // payloads are then lent to the other side's writer, which sends them
-// from there (see writer.dataLocked), so that a stream's bytes are not
-// copied at all in the proxy's user space. It reports whether it did. Any other frame
-// (and any frame inside an unfinished header block, a protocol error) is
-// left to the Framer and its checks; so is a read error, which the
-// Framer meets again.
+// from there when it is not busy writing (see writer.dataLocked): no
+// copy in the proxy's user space at all. It reports whether it did. Any
+// other frame (and any frame inside an unfinished header block, a
+// protocol error) is left to the Framer and its checks; so is a read
+// error, which the Framer meets again.
 func (c *conn) readDirect() (bool, error) {
 	hdr, err := c.br.Peek(frameHeaderLen)
 	if err != nil || c.hr.open {
