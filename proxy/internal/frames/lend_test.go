@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -89,6 +90,11 @@ func TestWriterLends(t *testing.T) {
 			buf[j] = byte(rng.Uint32())
 		}
 		want1.Write(buf[:n])
+		if i%4 == 0 {
+			// A writer lends only when idle; with the socket full it
+			// may never be, on a busy machine, unless waited for.
+			waitIdle(t, w)
+		}
 		b.lending = true
 		w.mu.Lock()
 		w.dataLocked(1, buf[:n], false, b)
@@ -131,6 +137,24 @@ func TestWriterLends(t *testing.T) {
 		}
 	}
 	t.Logf("%d rounds lent DATA, %d bytes in all", lent, total)
+}
+
+// waitIdle waits until w has written all it holds and is not writing.
+func waitIdle(t *testing.T, w *writer) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		idle := !w.writing && w.pendingLocked() == 0
+		w.mu.Unlock()
+		if idle {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer did not drain within 10s")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // TestAdvance: advance drops whole pieces and cuts into the next.
