@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -39,7 +41,13 @@ const (
 	// smallReadsToShrink reads in a row, each under a sixteenth of a
 	// grown buffer, take a connection back to the small one.
 	smallReadsToShrink = 16
-	maxStreamID        = 1<<31 - 1
+	// idleRelease: a connection that has waited this long for the
+	// network gives back its grown read buffer, and a writer that has
+	// written nothing for this long its grown buffers, though their
+	// calls stay open: a stream quiet between bursts keeps 4 KiB to
+	// read, not 256, and nothing of the megabytes it wrote from.
+	idleRelease = 2 * time.Second
+	maxStreamID = 1<<31 - 1
 	// maxFrameSize is the largest frame the proxy reads: HTTP/2's
 	// default SETTINGS_MAX_FRAME_SIZE, which it does not raise.
 	maxFrameSize = 16384
@@ -152,6 +160,12 @@ func (c *conn) readBufferSize() (size, peak int) {
 // and notes when a read filled the room there was (more data was likely
 // waiting) and how many reads in a row took little. held is what a
 // replaced buffer held, given to the new one before anything else.
+//
+// waiting is set while the reader waits for a frame with nothing
+// buffered (waitForData); release asks such a wait to end, with a read
+// deadline already past (releaseTick). A read cut short by it returns
+// errReleaseBuffer while waiting, and reads on otherwise: a frame read
+// halfway must not lose its bytes.
 type socketReader struct {
 	nc         net.Conn
 	raw        *rawReader
@@ -159,7 +173,13 @@ type socketReader struct {
 	held       []byte
 	filled     bool
 	smallReads int
+	waiting    bool
+	release    atomic.Bool
 }
+
+// errReleaseBuffer ends a wait for the network so that the reader can
+// give back its grown read buffer before waiting on.
+var errReleaseBuffer = errors.New("frames: read buffer released while idle")
 
 func (r *socketReader) Read(p []byte) (int, error) {
 	if len(r.held) > 0 {
@@ -171,10 +191,19 @@ func (r *socketReader) Read(p []byte) (int, error) {
 		n   int
 		err error
 	)
-	if r.raw != nil {
-		n, err = r.raw.read(p)
-	} else {
-		n, err = r.nc.Read(p)
+	for {
+		if r.raw != nil {
+			n, err = r.raw.read(p)
+		} else {
+			n, err = r.nc.Read(p)
+		}
+		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !r.release.Swap(false) {
+			break
+		}
+		_ = r.nc.SetReadDeadline(time.Time{})
+		if r.waiting {
+			return 0, errReleaseBuffer
+		}
 	}
 	r.filled = n >= initialReadBuf/2 && n == len(p)
 	if n < r.size/16 {
@@ -202,16 +231,67 @@ func (c *conn) growReadBuffer() {
 	if size >= bulkReadBuf {
 		next = maxReadBuf
 	}
+	c.replaceReader(next)
+	c.mu.Lock()
+	if !c.closed {
+		if c.timers.release == nil {
+			c.timers.release = time.AfterFunc(idleRelease, c.releaseTick)
+		} else {
+			c.timers.release.Reset(idleRelease)
+		}
+	}
+	c.mu.Unlock()
+}
+
+// releaseTick, idleRelease after a read buffer grew and then every
+// idleRelease while it stays grown, cuts short the reader's wait for the
+// network once nothing has come for idleRelease (waitForData then gives
+// the buffer back).
+func (c *conn) releaseTick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.brSize <= initialReadBuf {
+		return // growReadBuffer sets the timer again
+	}
+	next := idleRelease
+	if quiet := time.Since(time.Unix(0, c.timers.lastRead.Load())); quiet < idleRelease {
+		next -= quiet
+	} else if c.sock.release.CompareAndSwap(false, true) {
+		_ = c.nc.SetReadDeadline(time.Now())
+	}
+	c.timers.release.Reset(next)
+}
+
+// waitForData waits for the network with nothing buffered. A wait cut
+// short by releaseTick gives back the grown read buffer and waits on
+// with the small one.
+func (c *conn) waitForData() error {
+	for {
+		c.sock.waiting = true
+		_, err := c.br.Peek(1)
+		c.sock.waiting = false
+		if !errors.Is(err, errReleaseBuffer) {
+			return err
+		}
+		if c.br.Size() > initialReadBuf {
+			c.replaceReader(initialReadBuf)
+		}
+	}
+}
+
+// replaceReader gives the reader a buffer of size bytes from the pool,
+// and the old one, whose bytes are read or kept in sock.held, back.
+func (c *conn) replaceReader(size int) {
 	old := c.br
-	c.setReader(getReader(next, &c.sock))
+	c.setReader(getReader(size, &c.sock))
 	putReader(old)
 }
 
 // shrinkReadBuffer goes back to a small read buffer once bulk data has
 // stopped: before a read from the network with nothing buffered, when no
 // call is open on the connection or smallReadsToShrink reads in a row
-// took little. A connection keeps its grown buffer while it waits in a
-// read, so one that goes quiet mid-call gives it back at its next read.
+// took little. One that goes quiet mid-call gives it back after
+// idleRelease (waitForData).
 func (c *conn) shrinkReadBuffer() {
 	if c.br.Size() <= initialReadBuf || c.br.Buffered() > 0 || len(c.sock.held) > 0 || c.hr.open {
 		return
@@ -224,9 +304,7 @@ func (c *conn) shrinkReadBuffer() {
 			return
 		}
 	}
-	old := c.br
-	c.setReader(getReader(initialReadBuf, &c.sock))
-	putReader(old)
+	c.replaceReader(initialReadBuf)
 }
 
 // readers keeps the read buffers connections gave back, by size, so
@@ -296,6 +374,11 @@ func (c *conn) readLoop() error {
 		if fromNetwork {
 			c.rb.flush()
 			c.shrinkReadBuffer()
+			if c.br.Buffered() == 0 {
+				if err := c.waitForData(); err != nil {
+					return err
+				}
+			}
 		}
 		var f http2.Frame
 		direct, err := c.readDirect()

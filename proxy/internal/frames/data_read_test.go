@@ -161,19 +161,7 @@ func TestReadBufferGrows(t *testing.T) {
 	ctx := testContext(t)
 	e := startEchoEngine(t, Config{})
 	cc := dial(t, e.addr)
-	type sizes struct{ client, clientPeak, backend, backendPeak int }
-	read := func() (s sizes) {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for c := range e.conns {
-			if c.backend == nil {
-				s.client, s.clientPeak = c.readBufferSize()
-			} else {
-				s.backend, s.backendPeak = c.readBufferSize()
-			}
-		}
-		return s
-	}
+	read := func() bufferSizes { return readBuffers(e) }
 	smallCalls := func() {
 		for range smallReadsToShrink + 4 {
 			if _, err := unary(ctx, cc, methodUnary, patterned(1, 100)); err != nil {

@@ -42,6 +42,8 @@ type connTimers struct {
 	lastActive time.Time
 
 	keepalive, idle, age *time.Timer
+	// release is growReadBuffer's (under c.mu).
+	release *time.Timer
 }
 
 // keepaliveConfig is the connection's side of the keepalive settings.
@@ -82,7 +84,7 @@ func (c *conn) startTimers() {
 // stopTimers stops the timers; called with mu held, as the connection
 // closes.
 func (c *conn) stopTimersLocked() {
-	for _, t := range []*time.Timer{c.timers.keepalive, c.timers.idle, c.timers.age} {
+	for _, t := range []*time.Timer{c.timers.keepalive, c.timers.idle, c.timers.age, c.timers.release} {
 		if t != nil {
 			t.Stop()
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -69,6 +70,14 @@ type writer struct {
 	vec     [][]byte
 	// stopped is closed when loop returns.
 	stopped chan struct{}
+
+	// release gives back grown buffers once nothing was written for
+	// idleRelease (releaseTick): writes counts the writes, writesAtTick
+	// what it was at the timer's last look.
+	release      *time.Timer
+	releaseArmed bool
+	writes       uint64
+	writesAtTick uint64
 }
 
 // Buffer limits of a connection's outbound side: above highWater no more
@@ -190,6 +199,16 @@ func (w *writer) writeLocked(tryOnly bool, by *batch) {
 	w.dropLoansLocked()
 	if b != nil && cap(b) <= maxSpare {
 		w.spare = b[:0]
+	}
+	w.writes++
+	if !w.releaseArmed && !w.closed && (cap(w.spare) > smallSpare || cap(w.buf) > smallSpare) {
+		w.releaseArmed = true
+		w.writesAtTick = w.writes
+		if w.release == nil {
+			w.release = time.AfterFunc(idleRelease, w.releaseTick)
+		} else {
+			w.release.Reset(idleRelease)
+		}
 	}
 	if err != nil {
 		w.err = err
@@ -317,6 +336,28 @@ func (b *batch) flush() {
 func (w *writer) releaseLarge() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.releaseLargeLocked()
+}
+
+// releaseTick, idleRelease after a write kept a grown buffer, lets go of
+// the grown buffers if nothing was written since: a connection whose
+// calls go quiet between bursts does not keep its megabytes meanwhile.
+func (w *writer) releaseTick() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if w.writing || w.writes != w.writesAtTick {
+		w.writesAtTick = w.writes
+		w.release.Reset(idleRelease)
+		return
+	}
+	w.releaseArmed = false
+	w.releaseLargeLocked()
+}
+
+func (w *writer) releaseLargeLocked() {
 	if cap(w.spare) > smallSpare {
 		w.spare = nil
 	}
@@ -337,6 +378,9 @@ func (w *writer) flushLocked() {
 func (w *writer) close() {
 	w.mu.Lock()
 	w.closed = true
+	if w.release != nil {
+		w.release.Stop()
+	}
 	w.flushLocked()
 	w.mu.Unlock()
 }
