@@ -13,25 +13,26 @@
 //
 // Connections: a client connection has a reader goroutine and a writer
 // goroutine (writer.go). The reader takes DATA and whole header blocks
-// straight from its read buffer, and other frames through http2.Framer
-// and its checks (conn.go). The read buffer is 4 KiB while the connection
+// straight from its read buffer, and other frames through http2.Framer and
+// its checks (conn.go). The read buffer is 4 KiB while the connection
 // carries small calls and grows to 256 KiB while bulk data comes, so that
 // one read of a backend connection holds several frames of each of its
-// streams and the writes to their clients are as large. Frames a reader
-// produces for other connections are batched and written, without
-// blocking, when its read buffer holds no further complete frame; the
-// writer goroutine takes over what a socket does not take at once. On
-// Linux the readers' reads and the non-blocking writes are raw system
-// calls, unseen by the scheduler's monitor (rawio_linux.go), and large
-// DATA payloads are not copied at all when the destination's writer is
-// idle: the writer refers to them in the reader's buffer and sends them
-// with a vectored write before the reader reads again (writer.dataLocked).
-// Each backend
-// (Engine.Backend) has one connection at a time, made when a call first
-// needs it and taken into use once the backend has sent its SETTINGS.
-// Answers to a peer's PINGs go out with the next frames to it,
-// or after at most 5 ms when none come (pingack.go): gRPC peers ping
-// after DATA, nearly once per call.
+// streams and the writes to their clients are as large; after 2 s with
+// nothing read it goes back to 4 KiB, also while calls stay open, and a
+// writer that wrote nothing for 2 s gives back its grown buffers
+// (idleRelease). Frames a reader produces for other connections are
+// batched and written, without blocking, when its read buffer holds no
+// further complete frame; the writer goroutine takes over what a socket
+// does not take at once. On Linux the readers' reads and the non-blocking
+// writes are raw system calls, unseen by the scheduler's monitor
+// (rawio_linux.go), and large DATA payloads are not copied at all when the
+// destination's writer is idle: the writer refers to them in the reader's
+// buffer and sends them with a vectored write before the reader reads
+// again (writer.dataLocked). Each backend (Engine.Backend) has one
+// connection at a time, made when a call first needs it and taken into use
+// once the backend has sent its SETTINGS. Answers to a peer's PINGs go out
+// with the next frames to it, or after at most 5 ms when none come
+// (pingack.go): gRPC peers ping after DATA, nearly once per call.
 //
 // Flow control is bridged per stream (half.go): a source gets its stream
 // window back only as its bytes are handed to the destination's writer,
