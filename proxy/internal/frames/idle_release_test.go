@@ -2,11 +2,22 @@ package frames
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"math/big"
+	"net"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // bufferSizes are the read buffers of an engine's client connection and
@@ -45,44 +56,89 @@ func largeWriteBuffers(e *testEngine) int {
 }
 
 // TestIdleCallReleasesBuffers: a bidi call that moved a large message
-// each way and then goes quiet, still open, gives back the grown read
-// buffers of both its connections after idleRelease, and the next large
-// message goes through whole.
+// each way and then goes quiet, still open, gives back the grown buffers
+// of both its connections after idleRelease, and the next large message
+// goes through whole; over TLS too, whose reads are cut short the same
+// way.
 func TestIdleCallReleasesBuffers(t *testing.T) {
-	ctx := testContext(t)
-	e := startEchoEngine(t, Config{})
-	s, err := dial(t, e.addr).NewStream(ctx, streamDesc, methodBidi)
+	serverTLS, clientTLS := selfSignedTLS(t)
+	for _, tc := range []struct {
+		name  string
+		cfg   Config
+		creds credentials.TransportCredentials
+	}{
+		{name: "plain", creds: insecure.NewCredentials()},
+		{name: "tls", cfg: Config{TLS: serverTLS}, creds: credentials.NewTLS(clientTLS)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			e := startEchoEngine(t, tc.cfg)
+			s, err := dial(t, e.addr, grpc.WithTransportCredentials(tc.creds)).NewStream(ctx, streamDesc, methodBidi)
+			if err != nil {
+				t.Fatal(err)
+			}
+			echo := func(i uint32) {
+				t.Helper()
+				msg := patterned(i, 2<<20)
+				if err := s.SendMsg(&msg); err != nil {
+					t.Fatal(err)
+				}
+				var resp []byte
+				if err := s.RecvMsg(&resp); err != nil || !bytes.Equal(resp, msg) {
+					t.Fatalf("echo %d: %d bytes back, %v", i, len(resp), err)
+				}
+			}
+			echo(1)
+			if b := readBuffers(e); b.clientPeak <= initialReadBuf || b.backendPeak <= initialReadBuf {
+				t.Fatalf("read buffers %+v after 2 MiB each way, want both grown", b)
+			}
+			t.Logf("%d connections with large write buffers after 2 MiB each way", largeWriteBuffers(e))
+			waitFor(ctx, t, "the idle call's connections to give back their buffers", func() bool {
+				b := readBuffers(e)
+				return b.client == initialReadBuf && b.backend == initialReadBuf && largeWriteBuffers(e) == 0
+			})
+			echo(2)
+			if err := s.CloseSend(); err != nil {
+				t.Fatal(err)
+			}
+			var extra []byte
+			if err := s.RecvMsg(&extra); err == nil {
+				t.Fatalf("a message after the last echo: %d bytes", len(extra))
+			}
+		})
+	}
+}
+
+// selfSignedTLS returns a server configuration with a certificate for
+// 127.0.0.1 and a client configuration that trusts it.
+func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	echo := func(i uint32) {
-		t.Helper()
-		msg := patterned(i, 2<<20)
-		if err := s.SendMsg(&msg); err != nil {
-			t.Fatal(err)
-		}
-		var resp []byte
-		if err := s.RecvMsg(&resp); err != nil || !bytes.Equal(resp, msg) {
-			t.Fatalf("echo %d: %d bytes back, %v", i, len(resp), err)
-		}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
-	echo(1)
-	if b := readBuffers(e); b.clientPeak <= initialReadBuf || b.backendPeak <= initialReadBuf {
-		t.Fatalf("read buffers %+v after 2 MiB each way, want both grown", b)
-	}
-	t.Logf("%d connections with large write buffers after 2 MiB each way", largeWriteBuffers(e))
-	waitFor(ctx, t, "the idle call's connections to give back their buffers", func() bool {
-		b := readBuffers(e)
-		return b.client == initialReadBuf && b.backend == initialReadBuf && largeWriteBuffers(e) == 0
-	})
-	echo(2)
-	if err := s.CloseSend(); err != nil {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	var extra []byte
-	if err := s.RecvMsg(&extra); err == nil {
-		t.Fatalf("a message after the last echo: %d bytes", len(extra))
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
 	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2"}}
+	return server, &tls.Config{RootCAs: pool}
 }
 
 // TestIdleReleaseKeepsHalfReadFrame: a grown connection that waits longer
