@@ -2,6 +2,7 @@ package frames
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
@@ -16,11 +17,7 @@ import (
 func TestDataFramesEveryShape(t *testing.T) {
 	ctx := testContext(t)
 	e := startEchoEngine(t, Config{})
-	c, frames := dialRawClient(t, e.addr, true)
-	c.keepData.Store(true)
-	if err := c.headers(1, false, grpcRequestHeaders(methodClientStream)...); err != nil {
-		t.Fatal(err)
-	}
+	c, frames := openClientStream(t, e)
 	var stream []byte
 	for _, size := range []int{10, 1000, 16000} {
 		stream = append(stream, grpcMessage(bytes.Repeat([]byte{'x'}, size))...)
@@ -46,6 +43,27 @@ func TestDataFramesEveryShape(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if got := clientStreamCount(ctx, t, frames); got != 10+1000+16000 {
+		t.Fatalf("the backend counted %d bytes, want %d", got, 10+1000+16000)
+	}
+}
+
+// openClientStream opens a methodClientStream call, stream 1, on a raw
+// client connection to e, which keeps the DATA it receives.
+func openClientStream(t *testing.T, e *testEngine) (*rawClient, <-chan rawFrame) {
+	t.Helper()
+	c, frames := dialRawClient(t, e.addr, true)
+	c.keepData.Store(true)
+	if err := c.headers(1, false, grpcRequestHeaders(methodClientStream)...); err != nil {
+		t.Fatal(err)
+	}
+	return c, frames
+}
+
+// clientStreamCount reads the answer to openClientStream's call: the
+// number of bytes the backend counted, with grpc-status 0.
+func clientStreamCount(ctx context.Context, t *testing.T, frames <-chan rawFrame) uint64 {
+	t.Helper()
 	var resp []byte
 	for {
 		f := nextFrame(ctx, t, frames, "the response", func(f rawFrame) bool { return f.StreamID == 1 })
@@ -64,9 +82,7 @@ func TestDataFramesEveryShape(t *testing.T) {
 	if len(msgs) != 1 || len(msgs[0]) != 8 {
 		t.Fatalf("response %x, want one 8-byte count", resp)
 	}
-	if got := binary.BigEndian.Uint64(msgs[0]); got != 10+1000+16000 {
-		t.Fatalf("the backend counted %d bytes, want %d", got, 10+1000+16000)
-	}
+	return binary.BigEndian.Uint64(msgs[0])
 }
 
 // TestDataInsideHeaderBlock: DATA between a HEADERS frame without
