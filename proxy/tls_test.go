@@ -1,20 +1,11 @@
 package proxy_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -22,76 +13,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/testcert"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 )
-
-// testCA signs certificates for the tests, written as PEM files.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	dir  string
-	file string
-}
-
-func newTestCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "quaestor test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	ca := &testCA{cert: cert, key: key, dir: t.TempDir()}
-	ca.file = filepath.Join(ca.dir, "ca.pem")
-	writePEM(t, ca.file, "CERTIFICATE", der)
-	return ca
-}
-
-// issue writes a certificate for 127.0.0.1 (server and client use) and
-// its key, named name.pem and name-key.pem.
-func (ca *testCA) issue(t *testing.T, name string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
-	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
-	writePEM(t, certFile, "CERTIFICATE", der)
-	return certFile, keyFile
-}
-
-func writePEM(t *testing.T, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // startTLSProxy serves a proxy with tlsCfg in front of the backend
 // service cfg describes.
@@ -133,14 +59,13 @@ func tlsCall(t *testing.T, addr string, cfg *tls.Config) (*examplev1.EchoRespons
 }
 
 func TestMutualTLS(t *testing.T) {
-	ca := newTestCA(t)
-	serverCert, serverKey := ca.issue(t, "proxy", 10)
-	clientCert, clientKey := ca.issue(t, "client", 20)
+	ca := testcert.NewCA(t)
+	serverCert, serverKey := ca.Issue(t, "proxy", 10)
+	clientCert, clientKey := ca.Issue(t, "client", 20)
 	be := startBackend(t, "b1")
-	addr := startTLSProxy(t, routing.TLSConfig{Cert: serverCert, Key: serverKey, CA: ca.file},
+	addr := startTLSProxy(t, routing.TLSConfig{Cert: serverCert, Key: serverKey, CA: ca.File},
 		routing.ServiceConfig{Name: echoService, Endpoints: []string{be.addr}})
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
+	pool := ca.Pool()
 
 	cert, err := tls.LoadX509KeyPair(clientCert, clientKey)
 	if err != nil {
@@ -160,7 +85,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	// A renewed certificate takes effect without a restart.
-	ca.issue(t, "proxy", 11) // overwrites proxy.pem and proxy-key.pem
+	ca.Issue(t, "proxy", 11) // overwrites proxy.pem and proxy-key.pem
 	ctx := testContext(t)
 	waitFor(ctx, t, "the renewed certificate", func() bool {
 		_, got, err := tlsCall(t, addr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
@@ -171,8 +96,8 @@ func TestMutualTLS(t *testing.T) {
 // TestBackendTLS: the proxy calls a TLS backend, verifying it with the
 // service's CA.
 func TestBackendTLS(t *testing.T) {
-	ca := newTestCA(t)
-	beCert, beKey := ca.issue(t, "backend", 30)
+	ca := testcert.NewCA(t)
+	beCert, beKey := ca.Issue(t, "backend", 30)
 	cert, err := tls.LoadX509KeyPair(beCert, beKey)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +112,7 @@ func TestBackendTLS(t *testing.T) {
 	t.Cleanup(srv.Stop)
 
 	addr := startTLSProxy(t, routing.TLSConfig{}, routing.ServiceConfig{
-		Name: echoService, Endpoints: []string{lis.Addr().String()}, TLS: routing.TLSConfig{CA: ca.file},
+		Name: echoService, Endpoints: []string{lis.Addr().String()}, TLS: routing.TLSConfig{CA: ca.File},
 	})
 	resp, err := examplev1.NewEchoClient(dial(t, addr)).Unary(testContext(t), &examplev1.EchoRequest{})
 	if err != nil || resp.GetServer() != "tls-backend" {
@@ -195,9 +120,9 @@ func TestBackendTLS(t *testing.T) {
 	}
 
 	// A CA that did not sign the backend's certificate refuses it.
-	other := newTestCA(t)
+	other := testcert.NewCA(t)
 	addr = startTLSProxy(t, routing.TLSConfig{}, routing.ServiceConfig{
-		Name: echoService, Endpoints: []string{lis.Addr().String()}, TLS: routing.TLSConfig{CA: other.file},
+		Name: echoService, Endpoints: []string{lis.Addr().String()}, TLS: routing.TLSConfig{CA: other.File},
 	})
 	if _, err := examplev1.NewEchoClient(dial(t, addr)).Unary(testContext(t), &examplev1.EchoRequest{}); status.Code(err) != codes.Unavailable {
 		t.Errorf("call to a backend the CA did not sign: %v, want Unavailable", err)

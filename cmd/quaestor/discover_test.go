@@ -2,57 +2,20 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-)
 
-// selfSigned writes a self-signed certificate for 127.0.0.1, which serves
-// as its own CA, and its key.
-func selfSigned(t *testing.T) (cert, key string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for path, block := range map[string]*pem.Block{cert: {Type: "CERTIFICATE", Bytes: der}, key: {Type: "EC PRIVATE KEY", Bytes: keyDER}} {
-		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return cert, key
-}
+	"github.com/quaestor-go/quaestor/internal/testcert"
+)
 
 // TestDiscoverOverTLS asks a proxy serving TLS with quaestor discover.
 func TestDiscoverOverTLS(t *testing.T) {
 	worker := startWorker(t)
 	listen := freeAddr(t)
-	cert, key := selfSigned(t)
+	ca := testcert.NewCA(t)
+	cert, key := ca.Issue(t, "proxy", 2)
 	cfg := writeConfig(t, fmt.Sprintf(`
 proxy: {listen: %s, tls: {cert: %s, key: %s}}
 etcd: {mode: none}
@@ -71,7 +34,7 @@ services: [{name: quaestor.example.v1.Echo, endpoints: [%s]}]
 			t.Errorf("quaestor proxy exited with %d", code)
 		}
 	}()
-	discoverArgs := []string{"discover", "-c", cfg, "--top", "--tls-ca", cert, "quaestor.example.v1.Echo"}
+	discoverArgs := []string{"discover", "-c", cfg, "--top", "--tls-ca", ca.File, "quaestor.example.v1.Echo"}
 	for {
 		var stdout, stderr strings.Builder
 		if execute(ctx, discoverArgs, &stdout, &stderr) == exitOK && strings.TrimSpace(stdout.String()) == worker {

@@ -2,15 +2,7 @@ package frames
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/binary"
-	"math/big"
-	"net"
 	"testing"
 	"time"
 
@@ -18,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/quaestor-go/quaestor/internal/testcert"
 )
 
 // bufferSizes are the read buffers of an engine's client connection and
@@ -61,7 +55,13 @@ func largeWriteBuffers(e *testEngine) int {
 // goes through whole; over TLS too, whose reads are cut short the same
 // way.
 func TestIdleCallReleasesBuffers(t *testing.T) {
-	serverTLS, clientTLS := selfSignedTLS(t)
+	ca := testcert.NewCA(t)
+	cert, err := tls.LoadX509KeyPair(ca.Issue(t, "proxy", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}}
+	clientTLS := &tls.Config{RootCAs: ca.Pool()}
 	for _, tc := range []struct {
 		name  string
 		cfg   Config
@@ -110,37 +110,6 @@ func TestIdleCallReleasesBuffers(t *testing.T) {
 	}
 }
 
-// selfSignedTLS returns a server configuration with a certificate for
-// 127.0.0.1 and a client configuration that trusts it.
-func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2"}}
-	return server, &tls.Config{RootCAs: pool}
-}
-
 // TestIdleReleaseKeepsHalfReadFrame: a grown connection that waits longer
 // than idleRelease for the rest of a frame whose first bytes came keeps
 // them: the frame is read whole when the rest comes. The frame is padded,
@@ -148,11 +117,7 @@ func selfSignedTLS(t *testing.T) (server, client *tls.Config) {
 func TestIdleReleaseKeepsHalfReadFrame(t *testing.T) {
 	ctx := testContext(t)
 	e := startEchoEngine(t, Config{})
-	c, frames := dialRawClient(t, e.addr, true)
-	c.keepData.Store(true)
-	if err := c.headers(1, false, grpcRequestHeaders(methodClientStream)...); err != nil {
-		t.Fatal(err)
-	}
+	c, frames := openClientStream(t, e)
 	var stream []byte
 	for i := range uint32(16) {
 		stream = append(stream, grpcMessage(patterned(i, 10000))...)
@@ -180,26 +145,7 @@ func TestIdleReleaseKeepsHalfReadFrame(t *testing.T) {
 	if _, err := c.conn.Write(frame.Bytes()[frameHeaderLen+100:]); err != nil {
 		t.Fatal(err)
 	}
-	var resp []byte
-	for {
-		f := nextFrame(ctx, t, frames, "the response", func(f rawFrame) bool { return f.StreamID == 1 })
-		if f.Type == http2.FrameData {
-			resp = append(resp, f.Payload...)
-			continue
-		}
-		if f.Type != http2.FrameHeaders || !f.Flags.Has(http2.FlagHeadersEndStream) {
-			continue
-		}
-		if fieldValue(f.Headers, "grpc-status") != "0" {
-			t.Fatalf("status %v", f.Headers)
-		}
-		break
-	}
-	msgs := readMessages(t, resp)
-	if len(msgs) != 1 || len(msgs[0]) != 8 {
-		t.Fatalf("response %x, want one 8-byte count", resp)
-	}
-	if got := binary.BigEndian.Uint64(msgs[0]); got != 16*10000 {
+	if got := clientStreamCount(ctx, t, frames); got != 16*10000 {
 		t.Fatalf("the backend counted %d bytes, want %d", got, 16*10000)
 	}
 }
