@@ -42,7 +42,8 @@ type connTimers struct {
 	lastActive time.Time
 
 	keepalive, idle, age *time.Timer
-	// release is growReadBuffer's (under c.mu).
+	// release runs releaseTick; growReadBuffer makes and sets it, under
+	// c.mu.
 	release *time.Timer
 }
 
