@@ -135,3 +135,44 @@ func TestPingAnswerGoesWithFrames(t *testing.T) {
 		t.Errorf("grpc-status %q, want 14", got)
 	}
 }
+
+// TestPingAnswerKeepsItsOwnWait: an answer that went out with other
+// frames before its wait was over does not cut short the wait of the
+// next answer to the same peer: that one too waits its whole
+// pingAckPatience.
+func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
+	ctx := testContext(t)
+	const patience = 400 * time.Millisecond
+	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
+	e := startEngine(t, Config{Router: refuse, pingAckPatience: patience}, "")
+	c, frames := dialRawClient(t, e.addr, true)
+	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	isAnswer := func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
+	isStatus := isType(http2.FrameHeaders)
+	call := func(id uint32) {
+		t.Helper()
+		if err := c.headers(id, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ping := func(b byte) {
+		t.Helper()
+		if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{b}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	call(1)
+	nextFrame(ctx, t, frames, "the first call's status", isStatus)
+	ping('a') // waits up to patience from now
+	time.Sleep(patience / 2)
+	call(3) // its status takes the first answer along
+	nextFrame(ctx, t, frames, "the first answer", isAnswer)
+	nextFrame(ctx, t, frames, "the second call's status", isStatus)
+	sent := time.Now()
+	ping('b') // after data again: its own wait, past the first's
+	nextFrame(ctx, t, frames, "the second answer", isAnswer)
+	if waited := time.Since(sent); waited < patience {
+		t.Errorf("second answer after %s, want at least %s: the first answer's wait cut it short", waited, patience)
+	}
+}

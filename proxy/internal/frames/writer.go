@@ -55,10 +55,9 @@ type writer struct {
 	// writing: a write is under way, with mu released.
 	writing bool
 	// ackWaiting: the buffer holds a PING answer left for the next write
-	// (Engine.deferAckLocked); ackQueued: the engine's ack flusher has w
-	// in its queue of that class.
+	// (Engine.deferAckLocked), the ackGen-th to wait.
 	ackWaiting bool
-	ackQueued  [ackClasses]bool
+	ackGen     uint64
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
 
