@@ -56,9 +56,10 @@ const (
 // none does.
 type ackFlusher struct {
 	mu sync.Mutex
-	// queues holds, per class, the answers that wait, in the order they
-	// began to wait: the order they are due. An entry whose answer went
-	// out with other frames stays until it is due, and is then dropped.
+	// queues holds, per class, the writers whose answers wait, in the
+	// order they began to wait: the order they are due. A writer is in
+	// a class's queue at most once (writer.ackQueued); an entry whose
+	// answer went out with other frames stays until it is due.
 	queues  [ackClasses][]waitingAck
 	running bool
 	// wake tells the flusher, asleep until a patient answer is due, that
@@ -66,12 +67,11 @@ type ackFlusher struct {
 	wake chan struct{}
 }
 
-// waitingAck is an answer waiting in w's buffer, the gen-th of w's to
-// wait (writer.ackGen), due to be written at due.
+// waitingAck is a writer holding an answer, due to be written at due.
 type waitingAck struct {
-	w   *writer
-	gen uint64
-	due time.Time
+	w     *writer
+	class ackClass
+	due   time.Time
 }
 
 // ackSlack is how much later than due an answer may go, so that answers
@@ -83,11 +83,16 @@ func ackSlack(wait time.Duration) time.Duration { return wait / 4 }
 // over; called with w.mu held.
 func (e *Engine) deferAckLocked(w *writer, class ackClass) {
 	w.ackWaiting = true
-	w.ackGen++
+	for c := ackPrompt; c <= class; c++ {
+		if w.ackQueued[c] {
+			return // a round no later than this class's will write it
+		}
+	}
+	w.ackQueued[class] = true
 	a := &e.acks
 	a.mu.Lock()
 	wasEmpty := len(a.queues[class]) == 0
-	a.queues[class] = append(a.queues[class], waitingAck{w: w, gen: w.ackGen, due: time.Now().Add(e.ackWait(class))})
+	a.queues[class] = append(a.queues[class], waitingAck{w: w, class: class, due: time.Now().Add(e.ackWait(class))})
 	start := !a.running
 	a.running = true
 	if start {
@@ -160,7 +165,8 @@ func (e *Engine) flushAcks() {
 		for i, p := range due {
 			w := p.w
 			w.mu.Lock()
-			if w.ackWaiting && w.ackGen == p.gen {
+			w.ackQueued[p.class] = false
+			if w.ackWaiting {
 				w.ackWaiting = false
 				w.kickLocked(&b)
 			}

@@ -55,9 +55,10 @@ type writer struct {
 	// writing: a write is under way, with mu released.
 	writing bool
 	// ackWaiting: the buffer holds a PING answer left for the next write
-	// (Engine.deferAckLocked), the ackGen-th to wait.
+	// (Engine.deferAckLocked); ackQueued: the engine's ack flusher has w
+	// in its queue of that class.
 	ackWaiting bool
-	ackGen     uint64
+	ackQueued  [ackClasses]bool
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
 
