@@ -67,10 +67,9 @@ type Config struct {
 	// Logger receives connection events.
 	Logger *slog.Logger
 
-	// pingAckDelay and pingAckPatience are how long answers to PINGs
-	// may wait for other frames to go with (defaults pingAckDelay and
-	// pingAckPatience; tests change them).
-	pingAckDelay, pingAckPatience time.Duration
+	// pingAckDelay is how long answers to PINGs may wait for other
+	// frames to go with (default pingAckDelay; tests lengthen it).
+	pingAckDelay time.Duration
 }
 
 // Request is a call as routing sees it.
@@ -170,9 +169,6 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.pingAckDelay <= 0 {
 		cfg.pingAckDelay = pingAckDelay
 	}
-	if cfg.pingAckPatience <= 0 {
-		cfg.pingAckPatience = pingAckPatience
-	}
 	for _, ka := range []*Keepalive{&cfg.Keepalive, &cfg.BackendKeepalive} {
 		if ka.Time > 0 && ka.Timeout <= 0 {
 			ka.Timeout = defaultKeepaliveTimeout
@@ -180,7 +176,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		acks: ackFlusher{wake: make(chan struct{}, 1)}, conns: make(map[*conn]struct{})}, nil
+		conns: make(map[*conn]struct{})}, nil
 }
 
 // backendIdleTime is how long a backend may go without a call before the
