@@ -134,6 +134,12 @@ func TestIdleReleaseKeepsHalfReadFrame(t *testing.T) {
 	waitFor(ctx, t, "the client connection's read buffer to grow", func() bool {
 		return readBuffers(e).clientPeak > initialReadBuf
 	})
+	// The half frame is written on the socket itself: the client's
+	// reader must have answered the engine's SETTINGS already, or its
+	// answer could land in the middle of the frame.
+	nextFrame(ctx, t, frames, "the engine's SETTINGS", func(f rawFrame) bool {
+		return f.Type == http2.FrameSettings && !f.Flags.Has(http2.FlagSettingsAck)
+	})
 	var frame bytes.Buffer
 	if err := http2.NewFramer(&frame, nil).WriteDataPadded(1, true, stream[last:], make([]byte, 10)); err != nil {
 		t.Fatal(err)
