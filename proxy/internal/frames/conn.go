@@ -434,15 +434,24 @@ func (c *conn) readLoop() error {
 			}
 		case *http2.PingFrame:
 			if !f.IsAck() {
-				if c.backend == nil && !c.onClientPing() {
+				c.w.mu.Lock()
+				answersData := c.w.sentData
+				c.w.sentData = false
+				c.w.mu.Unlock()
+				if c.backend == nil && !c.onClientPing(answersData) {
 					return errors.New("too many pings")
 				}
 				c.w.mu.Lock()
 				c.w.pingLocked(true, f.Data)
-				if c.w.pendingLocked() == pingFrameLen && c.w.inBatch == nil && !c.w.writing {
-					// Nothing else to this peer yet: the answer waits
-					// for company (see pingAckDelay).
-					c.e.deferAckLocked(c.w)
+				if c.w.pendingLocked() == pingFrameLen && c.w.inBatch == nil {
+					// Nothing else for this peer (a write under way
+					// may have taken what there was): the answer waits
+					// for company (see pingack.go).
+					class := ackPrompt
+					if answersData {
+						class = ackPatient
+					}
+					c.e.deferAckLocked(c.w, class)
 				} else {
 					c.w.kickLocked(&c.rb)
 				}

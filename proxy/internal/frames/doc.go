@@ -31,8 +31,10 @@
 // again (writer.dataLocked). Each backend (Engine.Backend) has one
 // connection at a time, made when a call first needs it and taken into use
 // once the backend has sent its SETTINGS. Answers to a peer's PINGs go out
-// with the next frames to it, or after at most 5 ms when none come
-// (pingack.go): gRPC peers ping after DATA, nearly once per call.
+// with the next frames to it (pingack.go): gRPC peers ping after DATA,
+// nearly once per call. When none come, an answer goes after 5 ms, or
+// after 200 ms when the PING followed the engine's data (a bandwidth
+// estimate; the next frames to a backend among many are the next call's).
 //
 // Flow control is bridged per stream (half.go): a source gets its stream
 // window back only as its bytes are handed to the destination's writer,

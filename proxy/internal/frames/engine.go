@@ -67,9 +67,10 @@ type Config struct {
 	// Logger receives connection events.
 	Logger *slog.Logger
 
-	// pingAckDelay is how long answers to PINGs may wait for other
-	// frames to go with (default pingAckDelay; tests lengthen it).
-	pingAckDelay time.Duration
+	// pingAckDelay and pingAckPatience are how long answers to PINGs
+	// may wait for other frames to go with (defaults pingAckDelay and
+	// pingAckPatience; tests change them).
+	pingAckDelay, pingAckPatience time.Duration
 }
 
 // Request is a call as routing sees it.
@@ -169,6 +170,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.pingAckDelay <= 0 {
 		cfg.pingAckDelay = pingAckDelay
 	}
+	if cfg.pingAckPatience <= 0 {
+		cfg.pingAckPatience = pingAckPatience
+	}
 	for _, ka := range []*Keepalive{&cfg.Keepalive, &cfg.BackendKeepalive} {
 		if ka.Time > 0 && ka.Timeout <= 0 {
 			ka.Timeout = defaultKeepaliveTimeout
@@ -176,7 +180,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Engine{cfg: cfg, logger: cfg.Logger, ctx: ctx, cancel: cancel,
-		conns: make(map[*conn]struct{})}, nil
+		acks: ackFlusher{wake: make(chan struct{}, 1)}, conns: make(map[*conn]struct{})}, nil
 }
 
 // backendIdleTime is how long a backend may go without a call before the

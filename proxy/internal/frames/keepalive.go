@@ -149,18 +149,16 @@ func (c *conn) resetKeepalive(d time.Duration) {
 	}
 }
 
-// onClientPing enforces the keepalive policy on a client's ping; false
-// when the client is sent away.
-func (c *conn) onClientPing() bool {
+// onClientPing enforces the keepalive policy on a client's ping, which
+// answersData when the proxy sent DATA or HEADERS since the client's
+// last ping; false when the client is sent away.
+func (c *conn) onClientPing(answersData bool) bool {
 	now := time.Now()
-	c.w.mu.Lock()
-	if c.w.sentData {
+	if answersData {
 		// As in gRPC: pings answering the proxy's data (flow-control
 		// estimates) are fine, however frequent.
-		c.w.sentData = false
 		c.timers.pingStrikes = 0
 	}
-	c.w.mu.Unlock()
 	c.mu.Lock()
 	streams := len(c.streams)
 	c.mu.Unlock()

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// Answers to a peer's PING wait up to pingAckDelay for other frames to
-// the same peer, and go out with them.
+// Answers to a peer's PING wait for other frames to the same peer, and
+// go out with them.
 //
 // gRPC implementations ping after DATA to estimate the bandwidth-delay
 // product (grpc-go sends one each time DATA arrives and none is
@@ -15,31 +15,79 @@ import (
 // once, each answer a system call of its own, on both the client and
 // the backend side. Answered with the next frames to that peer instead
 // (the next response, the next request, a window update), the answers
-// cost no write of their own. A peer that gets nothing else within
-// pingAckDelay gets its answer then. The delay only lengthens the
-// round trips the peer measures by at most that much (a larger estimate
-// means larger windows) and is far below any keepalive timeout.
-const pingAckDelay = 5 * time.Millisecond
+// cost no write of their own.
+//
+// How long an answer may wait depends on what the PING follows:
+//
+//   - A PING that came after the proxy's DATA or HEADERS to that peer
+//     (writer.sentData) is the peer's bandwidth estimate, sent when the
+//     data arrived. Its answer waits up to pingAckPatience. On a
+//     connection that carries one call at a time, a backend's among a
+//     thousand that share the calls, the next frames to the peer are the
+//     next call's, a call interval later: about 100 ms per connection
+//     at 10,000 calls/s over 1,000 backends. Answered within 5 ms, each
+//     answer was a write, a segment and a wake-up of the backend of its
+//     own, for nearly every call. The longer wait lengthens only the
+//     round trip the peer's estimate measures when the proxy had
+//     nothing else for it, which can only make its estimate, and the
+//     window it grants, larger; while data flows the answers go with
+//     it at once.
+//   - Any other PING (a keepalive probe, sent after a silence, or a
+//     PING whose sender measures the round trip) waits pingAckDelay.
+//
+// Both are far below any keepalive timeout.
+const (
+	pingAckDelay    = 5 * time.Millisecond
+	pingAckPatience = 200 * time.Millisecond
+)
+
+// ackClass is how long an answer may wait: ackPrompt for
+// Config.pingAckDelay, ackPatient for Config.pingAckPatience.
+type ackClass int
+
+const (
+	ackPrompt ackClass = iota
+	ackPatient
+	ackClasses
+)
 
 // ackFlusher writes out the PING answers that no other frames took
-// along within pingAckDelay. Its goroutine runs while answers wait and
-// ends once a round finds none.
+// along in time. Its goroutine runs while answers wait and ends once
+// none does.
 type ackFlusher struct {
-	mu      sync.Mutex
-	pending []*writer
+	mu sync.Mutex
+	// queues holds, per class, the answers that wait, in the order they
+	// began to wait: the order they are due. An entry whose answer went
+	// out with other frames stays until it is due, and is then dropped.
+	queues  [ackClasses][]waitingAck
 	running bool
+	// wake tells the flusher, asleep until a patient answer is due, that
+	// a prompt one began to wait.
+	wake chan struct{}
 }
 
+// waitingAck is an answer waiting in w's buffer, the gen-th of w's to
+// wait (writer.ackGen), due to be written at due.
+type waitingAck struct {
+	w   *writer
+	gen uint64
+	due time.Time
+}
+
+// ackSlack is how much later than due an answer may go, so that answers
+// due within it go in one round of the flusher: a quarter of the wait.
+func ackSlack(wait time.Duration) time.Duration { return wait / 4 }
+
 // deferAckLocked leaves the PING answer just appended to w's buffer for
-// the next write to the peer, or for the flusher; called with w.mu held.
-func (e *Engine) deferAckLocked(w *writer) {
-	if w.ackWaiting {
-		return
-	}
+// the next write to the peer, or for the flusher once class's wait is
+// over; called with w.mu held.
+func (e *Engine) deferAckLocked(w *writer, class ackClass) {
 	w.ackWaiting = true
+	w.ackGen++
 	a := &e.acks
 	a.mu.Lock()
-	a.pending = append(a.pending, w)
+	wasEmpty := len(a.queues[class]) == 0
+	a.queues[class] = append(a.queues[class], waitingAck{w: w, gen: w.ackGen, due: time.Now().Add(e.ackWait(class))})
 	start := !a.running
 	a.running = true
 	if start {
@@ -47,51 +95,99 @@ func (e *Engine) deferAckLocked(w *writer) {
 		// Add cannot race with the engine's final Wait.
 		e.wg.Add(1)
 		go e.flushAcks()
+	} else if wasEmpty && class == ackPrompt {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
 	}
 	a.mu.Unlock()
 }
 
-// flushAcks writes out, every Config.pingAckDelay, the answers still
-// waiting, until a round finds none or the engine closes.
+// ackWait is how long an answer of class waits for company.
+func (e *Engine) ackWait(class ackClass) time.Duration {
+	if class == ackPatient {
+		return e.cfg.pingAckPatience
+	}
+	return e.cfg.pingAckDelay
+}
+
+// flushAcks writes out the answers whose wait is over, until none waits
+// or the engine closes.
 func (e *Engine) flushAcks() {
 	defer e.wg.Done()
 	a := &e.acks
-	t := time.NewTimer(e.cfg.pingAckDelay)
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	var (
-		b     batch
-		spare []*writer
+		b   batch
+		due []waitingAck
 	)
 	for {
+		a.mu.Lock()
+		next, ok := a.nextRoundLocked(e)
+		if !ok {
+			a.running = false
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		t.Reset(time.Until(next))
 		closing := false
 		select {
 		case <-t.C:
+		case <-a.wake:
+			continue // a prompt answer may be due sooner
 		case <-e.ctx.Done():
 			closing = true
 		}
+		now := time.Now()
 		a.mu.Lock()
-		ws := a.pending
-		if len(ws) == 0 || closing {
-			a.pending = nil
+		for c, q := range a.queues {
+			n := 0
+			for n < len(q) && (closing || !q[n].due.After(now)) {
+				n++
+			}
+			due = append(due, q[:n]...)
+			rest := copy(q, q[n:])
+			clear(q[rest:])
+			a.queues[c] = q[:rest]
+		}
+		if closing {
 			a.running = false
-		} else {
-			a.pending = spare[:0]
 		}
 		a.mu.Unlock()
-		for i, w := range ws {
+		for i, p := range due {
+			w := p.w
 			w.mu.Lock()
-			if w.ackWaiting {
+			if w.ackWaiting && w.ackGen == p.gen {
 				w.ackWaiting = false
 				w.kickLocked(&b)
 			}
 			w.mu.Unlock()
-			ws[i] = nil
+			due[i] = waitingAck{}
 		}
+		due = due[:0]
 		b.flush()
-		if len(ws) == 0 || closing {
+		if closing {
 			return
 		}
-		spare = ws
-		t.Reset(e.cfg.pingAckDelay)
 	}
+}
+
+// nextRoundLocked returns when the flusher next looks: when the first
+// waiting answer is due, plus the slack that lets the answers due soon
+// after it go in the same round; false when none waits.
+func (a *ackFlusher) nextRoundLocked(e *Engine) (time.Time, bool) {
+	var next time.Time
+	for c, q := range a.queues {
+		if len(q) == 0 {
+			continue
+		}
+		at := q[0].due.Add(ackSlack(e.ackWait(ackClass(c))))
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, !next.IsZero()
 }

@@ -9,13 +9,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// TestPingAnswerWaits: a PING with nothing else to send to its peer is
-// answered within pingAckDelay; the first, which starts the engine's
-// flusher, once pingAckDelay is over. Later ones wait for the flusher's
-// next round.
+// TestPingAnswerWaits: a PING with nothing else to send to its peer,
+// and no DATA or HEADERS sent to it since its last PING (a keepalive
+// probe), is answered once pingAckDelay is over, though answers to
+// PINGs after data may wait an hour. A PING that comes while the
+// previous answer is being written waits too.
 func TestPingAnswerWaits(t *testing.T) {
 	ctx := testContext(t)
-	e := startEngine(t, Config{}, "")
+	e := startEngine(t, Config{pingAckPatience: time.Hour}, "")
 	c, frames := dialRawClient(t, e.addr, true)
 	// Once the engine has answered the client's SETTINGS, it has
 	// nothing else to send.
@@ -28,9 +29,83 @@ func TestPingAnswerWaits(t *testing.T) {
 			t.Fatal(err)
 		}
 		nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
-		if waited := time.Since(sent); i == 0 && waited < pingAckDelay {
-			t.Errorf("first ping answered after %s, want at least %s", waited, pingAckDelay)
+		if waited := time.Since(sent); waited < pingAckDelay {
+			t.Errorf("ping %d answered after %s, want at least %s", i, waited, pingAckDelay)
 		}
+	}
+}
+
+// TestPingAfterDataWaitsForCompany: a PING that follows the proxy's
+// HEADERS to its peer (here a call's status), a bandwidth estimate, is
+// not answered on its own within the prompt delay: its answer goes out
+// with the next call's status, ahead of it.
+func TestPingAfterDataWaitsForCompany(t *testing.T) {
+	ctx := testContext(t)
+	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
+	e := startEngine(t, Config{Router: refuse, pingAckPatience: time.Hour}, "")
+	c, frames := dialRawClient(t, e.addr, true)
+	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	if err := c.headers(1, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
+		t.Fatal(err)
+	}
+	nextFrame(ctx, t, frames, "the first call's status", isType(http2.FrameHeaders))
+	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'d'}) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-frames:
+		t.Fatalf("got %v %v within %s of the PING, want nothing before the next call", f.Type, f.Flags, 20*pingAckDelay)
+	case <-time.After(20 * pingAckDelay):
+	}
+	if err := c.headers(3, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
+		t.Fatal(err)
+	}
+	first := nextFrame(ctx, t, frames, "PING answer or the call's status", func(f rawFrame) bool {
+		return (f.Type == http2.FramePing && !f.Ping) || f.Type == http2.FrameHeaders
+	})
+	if first.Type != http2.FramePing {
+		t.Fatalf("first frame %v, want the PING answer ahead of the second call's status", first.Type)
+	}
+	nextFrame(ctx, t, frames, "the second call's status", isType(http2.FrameHeaders))
+}
+
+// TestPingAfterDataAnsweredInTime: with nothing else for its peer, the
+// answer to a PING after data goes out once pingAckPatience is over, and
+// a keepalive probe that comes meanwhile is answered without waiting
+// for it.
+func TestPingAfterDataAnsweredInTime(t *testing.T) {
+	ctx := testContext(t)
+	const patience = 400 * time.Millisecond
+	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
+	e := startEngine(t, Config{Router: refuse, pingAckPatience: patience}, "")
+	c, frames := dialRawClient(t, e.addr, true)
+	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	if err := c.headers(1, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
+		t.Fatal(err)
+	}
+	nextFrame(ctx, t, frames, "the call's status", isType(http2.FrameHeaders))
+	sent := time.Now()
+	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'d'}) }); err != nil {
+		t.Fatal(err)
+	}
+	isAnswer := func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
+	f := nextFrame(ctx, t, frames, "answer to the PING after data", isAnswer)
+	waited := time.Since(sent)
+	if waited < patience || waited > patience+ackSlack(patience)+time.Second {
+		t.Errorf("PING after data answered after %s, want %s and a little", waited, patience)
+	}
+	if f.Type != http2.FramePing {
+		t.Fatalf("got %v", f.Type)
+	}
+
+	// Nothing was sent since that PING: the next is a probe.
+	sent = time.Now()
+	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'k'}) }); err != nil {
+		t.Fatal(err)
+	}
+	nextFrame(ctx, t, frames, "answer to the probe", isAnswer)
+	if waited := time.Since(sent); waited >= patience {
+		t.Errorf("probe answered after %s, want about %s", waited, pingAckDelay)
 	}
 }
 
@@ -58,5 +133,46 @@ func TestPingAnswerGoesWithFrames(t *testing.T) {
 	status := nextFrame(ctx, t, frames, "the call's status", isType(http2.FrameHeaders))
 	if got := fieldValue(status.Headers, "grpc-status"); got != "14" {
 		t.Errorf("grpc-status %q, want 14", got)
+	}
+}
+
+// TestPingAnswerKeepsItsOwnWait: an answer that went out with other
+// frames before its wait was over does not cut short the wait of the
+// next answer to the same peer: that one too waits its whole
+// pingAckPatience.
+func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
+	ctx := testContext(t)
+	const patience = 400 * time.Millisecond
+	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
+	e := startEngine(t, Config{Router: refuse, pingAckPatience: patience}, "")
+	c, frames := dialRawClient(t, e.addr, true)
+	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	isAnswer := func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
+	isStatus := isType(http2.FrameHeaders)
+	call := func(id uint32) {
+		t.Helper()
+		if err := c.headers(id, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ping := func(b byte) {
+		t.Helper()
+		if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{b}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	call(1)
+	nextFrame(ctx, t, frames, "the first call's status", isStatus)
+	ping('a') // waits up to patience from now
+	time.Sleep(patience / 2)
+	call(3) // its status takes the first answer along
+	nextFrame(ctx, t, frames, "the first answer", isAnswer)
+	nextFrame(ctx, t, frames, "the second call's status", isStatus)
+	sent := time.Now()
+	ping('b') // after data again: its own wait, past the first's
+	nextFrame(ctx, t, frames, "the second answer", isAnswer)
+	if waited := time.Since(sent); waited < patience {
+		t.Errorf("second answer after %s, want at least %s: the first answer's wait cut it short", waited, patience)
 	}
 }

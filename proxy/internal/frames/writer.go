@@ -49,13 +49,15 @@ type writer struct {
 	kick chan struct{}
 	// inBatch is the batch that will wake the loop, if one will.
 	inBatch *batch
-	// sentData: DATA or HEADERS went out since the peer's last ping.
+	// sentData: DATA or HEADERS went out since the peer's last ping, so
+	// that a ping answers them (a flow-control estimate).
 	sentData bool
 	// writing: a write is under way, with mu released.
 	writing bool
 	// ackWaiting: the buffer holds a PING answer left for the next write
-	// (Engine.deferAckLocked).
+	// (Engine.deferAckLocked), the ackGen-th to wait.
 	ackWaiting bool
+	ackGen     uint64
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
 
@@ -135,7 +137,7 @@ func (w *writer) loop() error {
 	defer close(w.stopped)
 	for range w.kick {
 		w.mu.Lock()
-		for w.pendingLocked() > 0 && w.err == nil && !w.writing {
+		for w.dueLocked() && w.err == nil && !w.writing {
 			w.writeLocked(false, nil)
 		}
 		done := (w.closed && !w.writing) || w.err != nil
@@ -150,6 +152,13 @@ func (w *writer) loop() error {
 
 // pendingLocked is the number of bytes waiting to be written.
 func (w *writer) pendingLocked() int { return len(w.buf) + w.lentLen }
+
+// dueLocked reports whether the buffer holds anything to write now: a
+// PING answer waiting for company (ackWaiting) alone is not.
+func (w *writer) dueLocked() bool {
+	n := w.pendingLocked()
+	return n > 0 && (n != pingFrameLen || !w.ackWaiting)
+}
 
 // writeLocked writes the buffer out, with mu released meanwhile. Unless
 // tryOnly, it blocks until all is written; tryOnly writes what the socket
@@ -313,7 +322,7 @@ func (b *batch) flush() {
 		if w.inBatch == b {
 			w.inBatch = nil
 		}
-		if w.raw != nil && !w.writing && w.err == nil && w.pendingLocked() > 0 {
+		if w.raw != nil && !w.writing && w.err == nil && w.dueLocked() {
 			// The socket usually takes it all at once: write it from
 			// here, saving the write loop's wake-up.
 			w.writeLocked(true, b)
@@ -321,7 +330,7 @@ func (b *batch) flush() {
 		if w.lender == b {
 			w.settleLoansLocked() // the batch's reader reads on
 		}
-		if w.pendingLocked() > 0 || w.err != nil || w.closed {
+		if w.dueLocked() || w.err != nil || w.closed {
 			w.flushLocked()
 		}
 		w.mu.Unlock()
