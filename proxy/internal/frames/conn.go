@@ -442,8 +442,7 @@ func (c *conn) readLoop() error {
 					return errors.New("too many pings")
 				}
 				c.w.mu.Lock()
-				c.w.pingLocked(true, f.Data)
-				if c.w.pendingLocked() == pingFrameLen && c.w.inBatch == nil {
+				if c.w.holdAckLocked(f.Data) {
 					// Nothing else for this peer (a write under way
 					// may have taken what there was): the answer waits
 					// for company (see pingack.go).

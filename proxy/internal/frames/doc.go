@@ -31,8 +31,9 @@
 // again (writer.dataLocked). Each backend (Engine.Backend) has one
 // connection at a time, made when a call first needs it and taken into use
 // once the backend has sent its SETTINGS. Answers to a peer's PINGs go out
-// with the next frames to it (pingack.go): gRPC peers ping after DATA,
-// nearly once per call. When none come, an answer goes after 5 ms, or
+// with the next frames to it, after them (pingack.go): gRPC peers ping
+// after DATA, nearly once per call, and not again for DATA that comes
+// before the answer. When none come, an answer goes after 5 ms, or
 // after 200 ms when the PING followed the engine's data (a bandwidth
 // estimate; the next frames to a backend among many are the next call's).
 //

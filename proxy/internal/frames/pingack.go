@@ -15,7 +15,11 @@ import (
 // once, each answer a system call of its own, on both the client and
 // the backend side. Answered with the next frames to that peer instead
 // (the next response, the next request, a window update), the answers
-// cost no write of their own.
+// cost no write of their own. They go after those frames: a gRPC peer
+// that reads the answer after the DATA it came with counts that DATA in
+// the sample of the PING answered, and does not ping for it again, so
+// that a peer with a call at a time pings for every other call instead
+// of every one.
 //
 // How long an answer may wait depends on what the PING follows:
 //
@@ -78,12 +82,10 @@ type waitingAck struct {
 // due within it go in one round of the flusher: a quarter of the wait.
 func ackSlack(wait time.Duration) time.Duration { return wait / 4 }
 
-// deferAckLocked leaves the PING answer just appended to w's buffer for
-// the next write to the peer, or for the flusher once class's wait is
+// deferAckLocked leaves the PING answer w holds (writer.holdAckLocked)
+// for the next write to the peer, or for the flusher once class's wait is
 // over; called with w.mu held.
 func (e *Engine) deferAckLocked(w *writer, class ackClass) {
-	w.ackWaiting = true
-	w.ackGen++
 	a := &e.acks
 	a.mu.Lock()
 	wasEmpty := len(a.queues[class]) == 0
@@ -161,7 +163,7 @@ func (e *Engine) flushAcks() {
 			w := p.w
 			w.mu.Lock()
 			if w.ackWaiting && w.ackGen == p.gen {
-				w.ackWaiting = false
+				w.releaseAckLocked()
 				w.kickLocked(&b)
 			}
 			w.mu.Unlock()

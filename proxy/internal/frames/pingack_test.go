@@ -1,6 +1,9 @@
 package frames
 
 import (
+	"context"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +41,7 @@ func TestPingAnswerWaits(t *testing.T) {
 // TestPingAfterDataWaitsForCompany: a PING that follows the proxy's
 // HEADERS to its peer (here a call's status), a bandwidth estimate, is
 // not answered on its own within the prompt delay: its answer goes out
-// with the next call's status, ahead of it.
+// with the next call's status, after it.
 func TestPingAfterDataWaitsForCompany(t *testing.T) {
 	ctx := testContext(t)
 	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
@@ -63,10 +66,10 @@ func TestPingAfterDataWaitsForCompany(t *testing.T) {
 	first := nextFrame(ctx, t, frames, "PING answer or the call's status", func(f rawFrame) bool {
 		return (f.Type == http2.FramePing && !f.Ping) || f.Type == http2.FrameHeaders
 	})
-	if first.Type != http2.FramePing {
-		t.Fatalf("first frame %v, want the PING answer ahead of the second call's status", first.Type)
+	if first.Type != http2.FrameHeaders {
+		t.Fatalf("first frame %v, want the second call's status ahead of the PING answer", first.Type)
 	}
-	nextFrame(ctx, t, frames, "the second call's status", isType(http2.FrameHeaders))
+	nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
 }
 
 // TestPingAfterDataAnsweredInTime: with nothing else for its peer, the
@@ -110,7 +113,8 @@ func TestPingAfterDataAnsweredInTime(t *testing.T) {
 }
 
 // TestPingAnswerGoesWithFrames: the answer to a PING goes out with the
-// next frames to its peer, here a call's status, without waiting. The
+// next frames to its peer, here a call's status, after them, without
+// waiting. The
 // engine's delay is an hour, so an answer that comes came with them.
 func TestPingAnswerGoesWithFrames(t *testing.T) {
 	ctx := testContext(t)
@@ -127,13 +131,13 @@ func TestPingAnswerGoesWithFrames(t *testing.T) {
 	first := nextFrame(ctx, t, frames, "PING answer or the call's status", func(f rawFrame) bool {
 		return (f.Type == http2.FramePing && !f.Ping) || f.Type == http2.FrameHeaders
 	})
-	if first.Type != http2.FramePing {
-		t.Fatalf("first frame %v, want the PING answer ahead of the status", first.Type)
+	if first.Type != http2.FrameHeaders {
+		t.Fatalf("first frame %v, want the status ahead of the PING answer", first.Type)
 	}
-	status := nextFrame(ctx, t, frames, "the call's status", isType(http2.FrameHeaders))
-	if got := fieldValue(status.Headers, "grpc-status"); got != "14" {
+	if got := fieldValue(first.Headers, "grpc-status"); got != "14" {
 		t.Errorf("grpc-status %q, want 14", got)
 	}
+	nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
 }
 
 // TestPingAnswerKeepsItsOwnWait: an answer that went out with other
@@ -167,12 +171,81 @@ func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
 	ping('a') // waits up to patience from now
 	time.Sleep(patience / 2)
 	call(3) // its status takes the first answer along
-	nextFrame(ctx, t, frames, "the first answer", isAnswer)
 	nextFrame(ctx, t, frames, "the second call's status", isStatus)
+	nextFrame(ctx, t, frames, "the first answer", isAnswer)
 	sent := time.Now()
 	ping('b') // after data again: its own wait, past the first's
 	nextFrame(ctx, t, frames, "the second answer", isAnswer)
 	if waited := time.Since(sent); waited < patience {
 		t.Errorf("second answer after %s, want at least %s: the first answer's wait cut it short", waited, patience)
 	}
+}
+
+// TestBackendPingsEveryOtherCall: a grpc-go backend pings (its bandwidth
+// estimate) when a request's DATA arrives and no PING of its is
+// unanswered. The engine's answer goes with the next call's frames,
+// after its DATA, so the backend counts that DATA in the sample it has
+// open and does not ping for it: one call at a time, it pings for every
+// other call, not for each.
+func TestBackendPingsEveryOtherCall(t *testing.T) {
+	ctx := testContext(t)
+	backend := startBackend(t, nil)
+	var pings atomic.Int64
+	var late lateRouter
+	e := startEngine(t, Config{Router: &late}, "")
+	late.set(staticRouter{e.Backend(backend.addr, backend.addr, func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", backend.addr)
+		if err != nil {
+			return nil, err
+		}
+		return &pingCounter{Conn: nc, pings: &pings}, nil
+	}, nil)})
+	cc := dial(t, e.addr)
+	const calls = 40
+	for i := range calls {
+		req := []byte{byte(i)}
+		if _, err := unary(ctx, cc, methodUnary, req); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	got := pings.Load()
+	t.Logf("backend sent %d PINGs over %d calls", got, calls)
+	if got == 0 || got > calls/2+2 {
+		t.Errorf("backend sent %d PINGs over %d calls one at a time, want about %d", got, calls, calls/2)
+	}
+}
+
+// pingCounter counts the PINGs (not answers) in what it reads, a stream
+// of HTTP/2 frames after the server's preface, which is a frame too.
+type pingCounter struct {
+	net.Conn
+	pings *atomic.Int64
+	head  []byte // a frame header read in part
+	skip  int    // payload bytes of the current frame still to come
+}
+
+func (p *pingCounter) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	for rest := b[:n]; len(rest) > 0; {
+		if p.skip > 0 {
+			k := min(p.skip, len(rest))
+			p.skip -= k
+			rest = rest[k:]
+			continue
+		}
+		k := min(frameHeaderLen-len(p.head), len(rest))
+		p.head = append(p.head, rest[:k]...)
+		rest = rest[k:]
+		if len(p.head) < frameHeaderLen {
+			break
+		}
+		h := p.head
+		if http2.FrameType(h[3]) == http2.FramePing && http2.Flags(h[4])&http2.FlagPingAck == 0 {
+			p.pings.Add(1)
+		}
+		p.skip = int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+		p.head = p.head[:0]
+	}
+	return n, err
 }

@@ -54,9 +54,11 @@ type writer struct {
 	sentData bool
 	// writing: a write is under way, with mu released.
 	writing bool
-	// ackWaiting: the buffer holds a PING answer left for the next write
-	// (Engine.deferAckLocked), the ackGen-th to wait.
+	// ackWaiting: the answer to the PING with ackData, the ackGen-th to
+	// wait, is held for the next write to the peer, which puts it after
+	// the frames it goes with (holdAckLocked).
 	ackWaiting bool
+	ackData    [8]byte
 	ackGen     uint64
 	// raw, when the connection has one, writes without blocking.
 	raw *rawWriter
@@ -137,7 +139,7 @@ func (w *writer) loop() error {
 	defer close(w.stopped)
 	for range w.kick {
 		w.mu.Lock()
-		for w.dueLocked() && w.err == nil && !w.writing {
+		for w.pendingLocked() > 0 && w.err == nil && !w.writing {
 			w.writeLocked(false, nil)
 		}
 		done := (w.closed && !w.writing) || w.err != nil
@@ -153,13 +155,6 @@ func (w *writer) loop() error {
 // pendingLocked is the number of bytes waiting to be written.
 func (w *writer) pendingLocked() int { return len(w.buf) + w.lentLen }
 
-// dueLocked reports whether the buffer holds anything to write now: a
-// PING answer waiting for company (ackWaiting) alone is not.
-func (w *writer) dueLocked() bool {
-	n := w.pendingLocked()
-	return n > 0 && (n != pingFrameLen || !w.ackWaiting)
-}
-
 // writeLocked writes the buffer out, with mu released meanwhile. Unless
 // tryOnly, it blocks until all is written; tryOnly writes what the socket
 // takes without blocking (the write loop does the rest). Lent bytes go
@@ -170,11 +165,11 @@ func (w *writer) writeLocked(tryOnly bool, by *batch) {
 	if len(w.lent) > 0 && (!tryOnly || by != w.lender) {
 		w.settleLoansLocked()
 	}
+	w.releaseAckLocked() // after everything else, lent DATA included
 	b := w.buf
 	// buf and spare must never share an array: b is written with mu
 	// released, while producers append to buf.
 	w.buf, w.spare = w.spare[:0], nil
-	w.ackWaiting = false
 	w.writing = true
 	var vec [][]byte
 	if len(w.lent) > 0 {
@@ -322,7 +317,7 @@ func (b *batch) flush() {
 		if w.inBatch == b {
 			w.inBatch = nil
 		}
-		if w.raw != nil && !w.writing && w.err == nil && w.dueLocked() {
+		if w.raw != nil && !w.writing && w.err == nil && w.pendingLocked() > 0 {
 			// The socket usually takes it all at once: write it from
 			// here, saving the write loop's wake-up.
 			w.writeLocked(true, b)
@@ -330,7 +325,7 @@ func (b *batch) flush() {
 		if w.lender == b {
 			w.settleLoansLocked() // the batch's reader reads on
 		}
-		if w.dueLocked() || w.err != nil || w.closed {
+		if w.pendingLocked() > 0 || w.err != nil || w.closed {
 			w.flushLocked()
 		}
 		w.mu.Unlock()
@@ -546,9 +541,6 @@ func (w *writer) rstStreamLocked(stream uint32, code http2.ErrCode) {
 	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(code))
 }
 
-// pingFrameLen is the length of a PING frame, header included.
-const pingFrameLen = frameHeaderLen + 8
-
 func (w *writer) pingLocked(ack bool, data [8]byte) {
 	var flags http2.Flags
 	if ack {
@@ -556,6 +548,30 @@ func (w *writer) pingLocked(ack bool, data [8]byte) {
 	}
 	w.frameHeaderLocked(8, http2.FramePing, flags, 0)
 	w.buf = append(w.buf, data[:]...)
+}
+
+// holdAckLocked holds the answer to a PING with data for the next write
+// to the peer, which puts it after the frames that go with it: a gRPC
+// peer then takes in those frames' DATA before the answer, counts it in
+// its bandwidth sample, and does not ping again for it. An answer held
+// already goes into the buffer first. It reports whether nothing else
+// waits to go to the peer, so that the answer must wait for company
+// (Engine.deferAckLocked); a batch that is to wake w (inBatch) may find
+// nothing to write by then, so it is no company.
+func (w *writer) holdAckLocked(data [8]byte) (alone bool) {
+	w.releaseAckLocked()
+	w.ackData, w.ackWaiting = data, true
+	w.ackGen++
+	return w.pendingLocked() == 0
+}
+
+// releaseAckLocked puts a held PING answer into the buffer, after what is
+// there.
+func (w *writer) releaseAckLocked() {
+	if w.ackWaiting {
+		w.ackWaiting = false
+		w.pingLocked(true, w.ackData)
+	}
 }
 
 func (w *writer) settingsLocked(settings ...http2.Setting) {
@@ -571,6 +587,7 @@ func (w *writer) settingsAckLocked() {
 }
 
 func (w *writer) goAwayLocked(lastStream uint32, code http2.ErrCode, debug string) {
+	w.releaseAckLocked() // a held answer goes ahead of the GOAWAY, not after it
 	w.frameHeaderLocked(8+len(debug), http2.FrameGoAway, 0, 0)
 	w.buf = binary.BigEndian.AppendUint32(w.buf, lastStream&0x7fffffff)
 	w.buf = binary.BigEndian.AppendUint32(w.buf, uint32(code))
