@@ -31,7 +31,7 @@ func TestPingAnswerWaits(t *testing.T) {
 		if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'p', byte(i)}) }); err != nil {
 			t.Fatal(err)
 		}
-		nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
+		nextFrame(ctx, t, frames, "PING answer", isPingAnswer)
 		if waited := time.Since(sent); waited < pingAckDelay {
 			t.Errorf("ping %d answered after %s, want at least %s", i, waited, pingAckDelay)
 		}
@@ -44,10 +44,7 @@ func TestPingAnswerWaits(t *testing.T) {
 // with the next call's status, after it.
 func TestPingAfterDataWaitsForCompany(t *testing.T) {
 	ctx := testContext(t)
-	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
-	e := startEngine(t, Config{Router: refuse, pingAckPatience: time.Hour}, "")
-	c, frames := dialRawClient(t, e.addr, true)
-	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	c, frames := refusingEngineClient(ctx, t, Config{pingAckPatience: time.Hour})
 	if err := c.headers(1, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
 		t.Fatal(err)
 	}
@@ -63,13 +60,11 @@ func TestPingAfterDataWaitsForCompany(t *testing.T) {
 	if err := c.headers(3, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
 		t.Fatal(err)
 	}
-	first := nextFrame(ctx, t, frames, "PING answer or the call's status", func(f rawFrame) bool {
-		return (f.Type == http2.FramePing && !f.Ping) || f.Type == http2.FrameHeaders
-	})
+	first := nextFrame(ctx, t, frames, "PING answer or the call's status", isPingAnswerOrHeaders)
 	if first.Type != http2.FrameHeaders {
 		t.Fatalf("first frame %v, want the second call's status ahead of the PING answer", first.Type)
 	}
-	nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
+	nextFrame(ctx, t, frames, "PING answer", isPingAnswer)
 }
 
 // TestPingAfterDataAnsweredInTime: with nothing else for its peer, the
@@ -79,10 +74,7 @@ func TestPingAfterDataWaitsForCompany(t *testing.T) {
 func TestPingAfterDataAnsweredInTime(t *testing.T) {
 	ctx := testContext(t)
 	const patience = 400 * time.Millisecond
-	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
-	e := startEngine(t, Config{Router: refuse, pingAckPatience: patience}, "")
-	c, frames := dialRawClient(t, e.addr, true)
-	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	c, frames := refusingEngineClient(ctx, t, Config{pingAckPatience: patience})
 	if err := c.headers(1, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +83,7 @@ func TestPingAfterDataAnsweredInTime(t *testing.T) {
 	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'d'}) }); err != nil {
 		t.Fatal(err)
 	}
-	isAnswer := func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
-	f := nextFrame(ctx, t, frames, "answer to the PING after data", isAnswer)
+	f := nextFrame(ctx, t, frames, "answer to the PING after data", isPingAnswer)
 	waited := time.Since(sent)
 	if waited < patience || waited > patience+ackSlack(patience)+time.Second {
 		t.Errorf("PING after data answered after %s, want %s and a little", waited, patience)
@@ -106,7 +97,7 @@ func TestPingAfterDataAnsweredInTime(t *testing.T) {
 	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'k'}) }); err != nil {
 		t.Fatal(err)
 	}
-	nextFrame(ctx, t, frames, "answer to the probe", isAnswer)
+	nextFrame(ctx, t, frames, "answer to the probe", isPingAnswer)
 	if waited := time.Since(sent); waited >= patience {
 		t.Errorf("probe answered after %s, want about %s", waited, pingAckDelay)
 	}
@@ -118,26 +109,21 @@ func TestPingAfterDataAnsweredInTime(t *testing.T) {
 // engine's delay is an hour, so an answer that comes came with them.
 func TestPingAnswerGoesWithFrames(t *testing.T) {
 	ctx := testContext(t)
-	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
-	e := startEngine(t, Config{Router: refuse, pingAckDelay: time.Hour}, "")
-	c, frames := dialRawClient(t, e.addr, true)
-	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	c, frames := refusingEngineClient(ctx, t, Config{pingAckDelay: time.Hour})
 	if err := c.write(func(w *http2.Framer) error { return w.WritePing(false, [8]byte{'q'}) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.headers(1, true, grpcRequestHeaders("/test.Echo/Unary")...); err != nil {
 		t.Fatal(err)
 	}
-	first := nextFrame(ctx, t, frames, "PING answer or the call's status", func(f rawFrame) bool {
-		return (f.Type == http2.FramePing && !f.Ping) || f.Type == http2.FrameHeaders
-	})
+	first := nextFrame(ctx, t, frames, "PING answer or the call's status", isPingAnswerOrHeaders)
 	if first.Type != http2.FrameHeaders {
 		t.Fatalf("first frame %v, want the status ahead of the PING answer", first.Type)
 	}
 	if got := fieldValue(first.Headers, "grpc-status"); got != "14" {
 		t.Errorf("grpc-status %q, want 14", got)
 	}
-	nextFrame(ctx, t, frames, "PING answer", func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping })
+	nextFrame(ctx, t, frames, "PING answer", isPingAnswer)
 }
 
 // TestPingAnswerKeepsItsOwnWait: an answer that went out with other
@@ -147,11 +133,7 @@ func TestPingAnswerGoesWithFrames(t *testing.T) {
 func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
 	ctx := testContext(t)
 	const patience = 400 * time.Millisecond
-	refuse := routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
-	e := startEngine(t, Config{Router: refuse, pingAckPatience: patience}, "")
-	c, frames := dialRawClient(t, e.addr, true)
-	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
-	isAnswer := func(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
+	c, frames := refusingEngineClient(ctx, t, Config{pingAckPatience: patience})
 	isStatus := isType(http2.FrameHeaders)
 	call := func(id uint32) {
 		t.Helper()
@@ -172,10 +154,10 @@ func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
 	time.Sleep(patience / 2)
 	call(3) // its status takes the first answer along
 	nextFrame(ctx, t, frames, "the second call's status", isStatus)
-	nextFrame(ctx, t, frames, "the first answer", isAnswer)
+	nextFrame(ctx, t, frames, "the first answer", isPingAnswer)
 	sent := time.Now()
 	ping('b') // after data again: its own wait, past the first's
-	nextFrame(ctx, t, frames, "the second answer", isAnswer)
+	nextFrame(ctx, t, frames, "the second answer", isPingAnswer)
 	if waited := time.Since(sent); waited < patience {
 		t.Errorf("second answer after %s, want at least %s: the first answer's wait cut it short", waited, patience)
 	}
@@ -249,3 +231,19 @@ func (p *pingCounter) Read(b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// refusingEngineClient starts an engine of cfg whose router turns every
+// call down with UNAVAILABLE, and a raw client of it that answers PINGs
+// and has read the engine's SETTINGS.
+func refusingEngineClient(ctx context.Context, t *testing.T, cfg Config) (*rawClient, <-chan rawFrame) {
+	t.Helper()
+	cfg.Router = routerFunc(func(*Request) (Route, error) { return Route{}, status.Error(codes.Unavailable, "no backend") })
+	e := startEngine(t, cfg, "")
+	c, frames := dialRawClient(t, e.addr, true)
+	nextFrame(ctx, t, frames, "SETTINGS", isType(http2.FrameSettings))
+	return c, frames
+}
+
+func isPingAnswer(f rawFrame) bool { return f.Type == http2.FramePing && !f.Ping }
+
+func isPingAnswerOrHeaders(f rawFrame) bool { return isPingAnswer(f) || f.Type == http2.FrameHeaders }
