@@ -70,8 +70,8 @@ type ackFlusher struct {
 	wake chan struct{}
 }
 
-// waitingAck is an answer waiting in w's buffer, the gen-th of w's to
-// wait (writer.ackGen), due to be written at due.
+// waitingAck is an answer w holds, the gen-th of w's to wait
+// (writer.ackGen), due to be written at due.
 type waitingAck struct {
 	w   *writer
 	gen uint64

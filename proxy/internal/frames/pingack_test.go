@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -171,23 +172,28 @@ func TestPingAnswerKeepsItsOwnWait(t *testing.T) {
 // other call, not for each.
 func TestBackendPingsEveryOtherCall(t *testing.T) {
 	ctx := testContext(t)
-	backend := startBackend(t, nil)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The PINGs are counted as the backend writes them, so that the
+	// engine keeps its own sockets (and their raw reads and writes).
 	var pings atomic.Int64
-	var late lateRouter
-	e := startEngine(t, Config{Router: &late}, "")
-	late.set(staticRouter{e.Backend(backend.addr, backend.addr, func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "tcp", backend.addr)
-		if err != nil {
-			return nil, err
-		}
-		return &pingCounter{Conn: nc, pings: &pings}, nil
-	}, nil)})
+	srv := grpc.NewServer(grpc.UnknownServiceHandler(testHandler), grpc.ForceServerCodec(rawCodec{}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(pingCountingListener{Listener: lis, pings: &pings})
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	e := startEngine(t, Config{}, lis.Addr().String())
 	cc := dial(t, e.addr)
 	const calls = 40
 	for i := range calls {
-		req := []byte{byte(i)}
-		if _, err := unary(ctx, cc, methodUnary, req); err != nil {
+		if _, err := unary(ctx, cc, methodUnary, []byte{byte(i)}); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
 	}
@@ -198,18 +204,32 @@ func TestBackendPingsEveryOtherCall(t *testing.T) {
 	}
 }
 
-// pingCounter counts the PINGs (not answers) in what it reads, a stream
-// of HTTP/2 frames after the server's preface, which is a frame too.
+// pingCountingListener hands out connections that count the PINGs (not
+// answers) the server writes on them.
+type pingCountingListener struct {
+	net.Listener
+	pings *atomic.Int64
+}
+
+func (l pingCountingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &pingCounter{Conn: nc, pings: l.pings}, nil
+}
+
+// pingCounter counts the PINGs (not answers) in what it writes, a stream
+// of HTTP/2 frames: a server writes no preface but its SETTINGS frame.
 type pingCounter struct {
 	net.Conn
 	pings *atomic.Int64
-	head  []byte // a frame header read in part
+	head  []byte // a frame header written in part
 	skip  int    // payload bytes of the current frame still to come
 }
 
-func (p *pingCounter) Read(b []byte) (int, error) {
-	n, err := p.Conn.Read(b)
-	for rest := b[:n]; len(rest) > 0; {
+func (p *pingCounter) Write(b []byte) (int, error) {
+	for rest := b; len(rest) > 0; {
 		if p.skip > 0 {
 			k := min(p.skip, len(rest))
 			p.skip -= k
@@ -229,7 +249,7 @@ func (p *pingCounter) Read(b []byte) (int, error) {
 		p.skip = int(h[0])<<16 | int(h[1])<<8 | int(h[2])
 		p.head = p.head[:0]
 	}
-	return n, err
+	return p.Conn.Write(b)
 }
 
 // refusingEngineClient starts an engine of cfg whose router turns every
