@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	sdpb "github.com/quaestor-go/quaestor/proto/servicediscovery"
 	"github.com/quaestor-go/quaestor/routing/registry"
@@ -323,13 +323,13 @@ func (tb *testbed) startQuaestor(bin, name string, backends []string, etcdEndpoi
 	if bin == "" {
 		return nil, nil, fmt.Errorf("starting %s: no quaestor binary (-quaestor)", name)
 	}
-	addr, err := freePort()
+	addr, err := loopbackport.FreeAddr()
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	var admin string
 	if tb.quaestorAdmin {
-		if admin, err = freePort(); err != nil {
+		if admin, err = loopbackport.FreeAddr(); err != nil {
 			return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 		}
 		if tb.progress != nil {
@@ -354,7 +354,7 @@ func (tb *testbed) startHAProxy(bin, name string, backends []string, threads int
 	if bin == "" {
 		return nil, nil, fmt.Errorf("starting %s: no haproxy binary (install it: bench/install-proxies.sh, or -haproxy)", name)
 	}
-	addr, err := freePort()
+	addr, err := loopbackport.FreeAddr()
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -376,7 +376,7 @@ func (tb *testbed) startNginx(bin, name string, backends []string, workers int) 
 	if bin == "" {
 		return nil, nil, fmt.Errorf("starting %s: no nginx binary (install it: bench/install-proxies.sh, or -nginx)", name)
 	}
-	addr, err := freePort()
+	addr, err := loopbackport.FreeAddr()
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -405,11 +405,11 @@ func (tb *testbed) startNginx(bin, name string, backends []string, workers int) 
 // lists all n as healthy; when opts has HAProxy and nginx among its
 // targets, it starts one of each with the same n addresses as servers.
 func (tb *testbed) startRegistry(ctx context.Context, opts testbedOptions) error {
-	clientURL, err := freePort()
+	clientURL, err := loopbackport.FreeAddr()
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
-	peerURL, err := freePort()
+	peerURL, err := loopbackport.FreeAddr()
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
 	}
@@ -570,16 +570,6 @@ func pollUntil(ctx context.Context, t *target, name string, try func(context.Con
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// freePort returns a loopback address with a port free right now.
-func freePort() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := lis.Addr().String()
-	return addr, lis.Close()
 }
 
 // lookBinary finds name in PATH or in /usr/sbin (where Debian puts

@@ -7,13 +7,14 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 )
 
 // quaestorProc is the quaestor process under soak: `quaestor run` with an
@@ -63,22 +64,12 @@ func moduleRoot(ctx context.Context) (string, error) {
 	return filepath.Dir(gomod), nil
 }
 
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr() (string, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer lis.Close()
-	return lis.Addr().String(), nil
-}
-
 // startQuaestor writes a configuration into workDir, starts bin on it with
 // its log in logPath, and waits until /readyz answers 200.
 func startQuaestor(ctx context.Context, bin, workDir, logPath string) (*quaestorProc, error) {
 	var addrs [4]string
 	for i := range addrs {
-		addr, err := freeAddr()
+		addr, err := loopbackport.FreeAddr()
 		if err != nil {
 			return nil, err
 		}

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -62,15 +63,15 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
+// freeAddr returns a loopback address that was free a moment ago and that
+// no other test in this process was given.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopbackport.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
-	return lis.Addr().String()
+	return addr
 }
 
 // process is a child started by a test and killed at its end.

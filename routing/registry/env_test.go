@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/loopbackport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -56,15 +57,15 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// freePort returns a loopback port that was free a moment ago and that no
+// other test in this process was given.
 func freePort(t testing.TB) int {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := loopbackport.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
-	return lis.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 type testEtcd struct {

@@ -13,10 +13,14 @@ import (
 	"github.com/quaestor-go/quaestor/routing/registry"
 )
 
-func freeURL() string {
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer lis.Close()
-	return "http://" + lis.Addr().String()
+// freeURLs returns two loopback URLs that were free a moment ago: both
+// listeners stay open until both are chosen, so the two differ.
+func freeURLs() (client, peer string) {
+	a, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer a.Close()
+	b, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer b.Close()
+	return "http://" + a.Addr().String(), "http://" + b.Addr().String()
 }
 
 // An embedded etcd, a process registering an instance, and a discovery
@@ -25,8 +29,9 @@ func Example() {
 	dir, _ := os.MkdirTemp("", "quaestor-example")
 	defer os.RemoveAll(dir)
 	quiet := slog.New(slog.DiscardHandler)
+	clientURL, peerURL := freeURLs()
 	etcd, err := registry.StartEmbedded(registry.EmbeddedOptions{
-		Dir: filepath.Join(dir, "etcd"), ClientURL: freeURL(), PeerURL: freeURL(), Logger: quiet,
+		Dir: filepath.Join(dir, "etcd"), ClientURL: clientURL, PeerURL: peerURL, Logger: quiet,
 	})
 	if err != nil {
 		panic(err)
