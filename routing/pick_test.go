@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"testing"
@@ -621,6 +622,34 @@ func BenchmarkPick(b *testing.B) {
 					p.Done(codes.OK, nil)
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkPickRebuild measures rebuilding a service's snapshot after a
+// change of health or load, as a pick does at most every
+// minRebuildInterval while they change: endpoints in random order (as
+// the registry lists them), healthy and reporting loads.
+func BenchmarkPickRebuild(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			eps := pickEndpoints(n)
+			rand.New(rand.NewPCG(1, 2)).Shuffle(n, func(i, j int) { eps[i], eps[j] = eps[j], eps[i] })
+			table := NewTable()
+			table.Update(testService, "etcd", eps)
+			r := newPickRouter(b, table, Options{})
+			ps, err := r.newPickService(testService)
+			if err != nil {
+				b.Fatal(err)
+			}
+			listed, _ := table.Endpoints(testService)
+			for i, ep := range listed {
+				ep.State.SetLoad(&LoadReport{Utilization: float64(i%100) / 100, Source: "report", Time: time.Now()})
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				ps.build(ps.snapshot.Load())
+			}
 		})
 	}
 }

@@ -47,6 +47,11 @@ type Table struct {
 
 	passive PassiveHealth
 	logger  *slog.Logger
+	// merged caches each service's endpoints as Endpoints returns them,
+	// until its list changes: pickers rebuild from them on every change
+	// of health or load, and with 1,000 endpoints merging and sorting
+	// them took most of a rebuild.
+	merged map[string][]Endpoint
 	// ranked caches each service's ranking (see Ranked).
 	ranked map[string]*rankedCache
 }
@@ -63,6 +68,7 @@ func NewTable() *Table {
 		subs:     make(map[string]map[*subscription]struct{}),
 		members:  make(map[*subscription]struct{}),
 		passive:  DefaultPassiveHealth(),
+		merged:   make(map[string][]Endpoint),
 		ranked:   make(map[string]*rankedCache),
 	}
 }
@@ -92,8 +98,10 @@ func (t *Table) Update(service, source string, eps []Endpoint) {
 }
 
 // syncStatesLocked gives every listed address of service a state and drops
-// the states of addresses no source lists any more.
+// the states of addresses no source lists any more; the endpoints merged
+// before are dropped too.
 func (t *Table) syncStatesLocked(service string) {
+	delete(t.merged, service)
 	listed := make(map[string]bool)
 	for _, eps := range t.services[service] {
 		for _, ep := range eps {
@@ -151,6 +159,9 @@ func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
 	if !ok {
 		return nil, false
 	}
+	if merged, ok := t.merged[service]; ok {
+		return slices.Clone(merged), true
+	}
 	for _, source := range bySource {
 		eps = append(eps, source...)
 	}
@@ -159,7 +170,8 @@ func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
 	}
 	slices.SortFunc(eps, compareEndpoints)
 	eps = slices.CompactFunc(eps, func(a, b Endpoint) bool { return a.Addr == b.Addr })
-	return eps, true
+	t.merged[service] = eps
+	return slices.Clone(eps), true
 }
 
 // compareEndpoints orders by address, then static first, then by source

@@ -37,10 +37,22 @@ func TestTableMergesSources(t *testing.T) {
 	if got[0].State == nil || got[0].State != got[0].State || !got[0].State.Healthy() {
 		t.Errorf("endpoint state: %+v", got[0].State)
 	}
+	// The table keeps the merged list until a source changes it; callers
+	// get copies.
+	got[0].Addr = "changed by the caller"
+	again, _ := table.Endpoints("svc")
+	if diff := cmp.Diff(want, again, cmpopts.IgnoreFields(routing.Endpoint{}, "State")); diff != "" {
+		t.Errorf("endpoints read again (-want +got):\n%s", diff)
+	}
+	table.Update("svc", "etcd", []routing.Endpoint{{Addr: "127.0.0.1:4", ID: "/quaestor/services/default/svc/c"}})
+	got, _ = table.Endpoints("svc")
+	if len(got) != 3 || got[2].Addr != "127.0.0.1:4" {
+		t.Errorf("after the etcd source changed: %v", got)
+	}
 
 	table.Remove("svc", routing.SourceStatic)
 	got, _ = table.Endpoints("svc")
-	if len(got) != 2 || got[0].Source != "etcd" {
+	if len(got) != 1 || got[0].Source != "etcd" {
 		t.Errorf("after removing the static source: %v", got)
 	}
 	table.Remove("svc", "etcd")
