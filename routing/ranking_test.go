@@ -121,12 +121,16 @@ func (m *monitored) call(ctx context.Context) (string, error) {
 }
 
 // waitOnly calls until n calls in a row were answered by server: the
-// balancer's ranking reflects the last change.
+// balancer's ranking reflects the last change. Each call is bounded: one
+// placed on a hung backend before the balancer learnt of it fails, and
+// the count starts again.
 func (m *monitored) waitOnly(ctx context.Context, t *testing.T, server string, n int) {
 	t.Helper()
 	inARow := 0
 	waitFor(ctx, t, "calls on "+server+" alone", func() bool {
-		if s, err := m.call(ctx); err == nil && s == server {
+		callCtx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if s, err := m.call(callCtx); err == nil && s == server {
 			inARow++
 		} else {
 			inARow = 0
