@@ -151,7 +151,8 @@ func (t *Table) Remove(service, source string) {
 
 // Endpoints returns the endpoints of service from every source, sorted by
 // address, one per address (a static entry wins over a registered one for
-// the same address). ok is false when no source knows the service.
+// the same address), in a slice that is the caller's. ok is false when no
+// source knows the service.
 func (t *Table) Endpoints(service string) (eps []Endpoint, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -15,10 +15,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestNeverTheSameTwice(t *testing.T) {
 	seen := map[string]bool{}
 	for i := range 300 {
-		addr, err := Restartable()
-		if i%10 != 0 {
-			addr, err = FreeAddr()
+		pick := FreeAddr
+		if i%10 == 0 {
+			pick = Restartable
 		}
+		addr, err := pick()
 		if err != nil {
 			t.Fatal(err)
 		}
