@@ -11,6 +11,8 @@
 // x-forwarded-for added, and passes DATA frames through with one copy.
 // The engine keeps one HTTP/2 connection per endpoint, made when a call
 // first needs it and taken into use once the backend's SETTINGS arrived.
+// routing's Monitor sends the endpoint's health checks and load polls on
+// it too, through [Server.ProbeConn] (probe.go).
 // Flow control is bridged per stream (a stream's window grows from
 // 256 KiB to 4 MiB while the receiving side keeps up), so a slow reader
 // slows its own call only. gRPC length prefixes are read to enforce

@@ -60,23 +60,25 @@ func startBackendFaultEnv(t *testing.T, addrs []string, o backendFaultOptions) *
 	if o.keepalive {
 		backend = routing.BackendConfig{KeepaliveTime: 10 * time.Second, KeepaliveTimeout: time.Second}
 	}
-	monitor, err := routing.StartMonitor(routing.MonitorOptions{
-		Table:       env.table,
-		Health:      health,
-		Load:        routing.DefaultLoadConfig(),
-		DialOptions: backend.DialOptions(),
-		Logger:      quietLog,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(monitor.Close)
 	var retry routing.RetryConfig
 	if o.idempotent {
 		retry.IdempotentMethods = []string{echoService + "/Unary"}
 	}
 	router := newTestRouter(t, routing.Options{Table: env.table, Retry: retry, Backend: backend, Logger: quietLog})
-	addr, _ := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, Backends: backend})
+	addr, srv := serveProxy(t, proxy.Options{Config: proxy.DefaultConfig(), Router: router, Backends: backend})
+	// As quaestor runs it: the checks go through the proxy, and stop
+	// before it does.
+	monitor, err := routing.StartMonitor(routing.MonitorOptions{
+		Table:   env.table,
+		Health:  health,
+		Load:    routing.DefaultLoadConfig(),
+		Connect: srv.ProbeConn,
+		Logger:  quietLog,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(monitor.Close)
 	env.echo = examplev1.NewEchoClient(dial(t, addr))
 	return env
 }

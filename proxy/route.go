@@ -48,10 +48,14 @@ type callRouter struct {
 	services sync.Map
 }
 
-// Route places one attempt of a call: on the proxy's own server, or on
-// an endpoint the Router picks, passing over those the engine has no
-// connection to yet and those earlier attempts of the call tried.
+// Route places one attempt of a call: on the proxy's own server, on an
+// endpoint the Router picks, passing over those the engine has no
+// connection to yet and those earlier attempts of the call tried, or, for
+// a probe, on the endpoint it names.
 func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
+	if req.Local {
+		return r.routeProbe(req)
+	}
 	service, _, err := SplitMethod(req.Method)
 	if err != nil {
 		return frames.Route{}, err
@@ -94,7 +98,7 @@ func (r *callRouter) Route(req *frames.Request) (frames.Route, error) {
 // RetryDelay applies the Router's retry rules to a failed attempt.
 func (r *callRouter) RetryDelay(req *frames.Request, attempts int) (time.Duration, bool) {
 	service, _, err := SplitMethod(req.Method)
-	if err != nil || r.own[service] {
+	if err != nil || r.own[service] || req.Local {
 		return 0, false
 	}
 	return r.router.RetryDelay(service, req.Method, attempts)
@@ -104,6 +108,9 @@ func (r *callRouter) RetryDelay(req *frames.Request, attempts int) (time.Duratio
 // spans of a forwarded call (whose context goes to the backend in the
 // request headers).
 func (r *callRouter) Observe(req *frames.Request) func(frames.Result) {
+	if req.Local {
+		return nil // probes (probe.go) are not the proxy's calls
+	}
 	var observed func(CallResult)
 	if r.observe != nil {
 		observed = r.observe(req.Method)

@@ -73,6 +73,7 @@ type Server struct {
 	startOwn    sync.Once
 	health      *healthServer
 	conns       *connLimiter
+	probes      *probes
 	logger      *slog.Logger
 }
 
@@ -168,6 +169,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.engine = engine
 	router.engine = engine
 	router.dialOwn = s.ownLis.dial
+	s.probes = newProbes(engine, opts.Config.MaxMessageSize)
 	return s, nil
 }
 
@@ -228,6 +230,7 @@ func (s *Server) Drain(ctx context.Context) error {
 	}
 	err := s.engine.Shutdown(ctx)
 	s.stopOwn()
+	s.probes.stop()
 	if err != nil {
 		return fmt.Errorf("proxy: drain timed out: %w", err)
 	}
@@ -240,6 +243,7 @@ func (s *Server) Stop() {
 	s.health.drain()
 	s.engine.Close()
 	s.stopOwn()
+	s.probes.stop()
 }
 
 // InFlight returns the number of calls being forwarded now.

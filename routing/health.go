@@ -21,7 +21,7 @@ import (
 // HealthyThreshold; a NOT_SERVING pushed on a Watch counts at once.
 type healthChecker struct {
 	cfg    HealthConfig
-	conn   *grpc.ClientConn
+	conn   grpc.ClientConnInterface
 	state  *EndpointState
 	logger *slog.Logger
 

@@ -25,7 +25,7 @@ import (
 type loadCollector struct {
 	cfg    LoadConfig
 	scope  string
-	conn   *grpc.ClientConn
+	conn   grpc.ClientConnInterface
 	state  *EndpointState
 	logger *slog.Logger
 }

@@ -92,6 +92,14 @@ type MonitorOptions struct {
 	Load   LoadConfig
 	// Scope is sent in ReportLoad requests. Default "default".
 	Scope string
+	// Connect, when set, returns the connection that carries the checks
+	// of one endpoint of a service, instead of a connection of the
+	// monitor's own per endpoint (DialOptions and ServiceTLS then go
+	// unused); the monitor never closes it. The proxy's
+	// (proxy.Server.ProbeConn) sends them on the connection its calls to
+	// the endpoint go on, so that a backend has one connection from
+	// quaestor, not two.
+	Connect func(service, addr string) grpc.ClientConnInterface
 	// DialOptions are added to the probe connections.
 	DialOptions []grpc.DialOption
 	// ServiceTLS gives, per service, the client TLS of its probes, as
@@ -102,8 +110,8 @@ type MonitorOptions struct {
 }
 
 // Monitor follows every endpoint in the table: it checks its health and
-// collects its load, on a connection of its own per endpoint, and records
-// both on the endpoint's state.
+// collects its load, on a connection of its own per endpoint (or the one
+// MonitorOptions.Connect gives), and records both on the endpoint's state.
 type Monitor struct {
 	opts   MonitorOptions
 	mu     sync.Mutex
@@ -197,20 +205,28 @@ func (m *Monitor) sync(ctx context.Context) {
 
 // probe checks one endpoint of one service.
 type probe struct {
-	state  *EndpointState
-	conn   *grpc.ClientConn
+	state *EndpointState
+	// own is the probe's own connection, nil on a connection of
+	// MonitorOptions.Connect.
+	own    *grpc.ClientConn
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
 func (m *Monitor) startProbe(ctx context.Context, key probeKey, state *EndpointState) (*probe, error) {
-	dialOpts := append([]grpc.DialOption{transportCredentials(m.opts.ServiceTLS[key.service])}, m.opts.DialOptions...)
-	conn, err := grpc.NewClient(key.addr, dialOpts...)
-	if err != nil {
-		return nil, err
+	p := &probe{state: state}
+	var conn grpc.ClientConnInterface
+	if m.opts.Connect != nil {
+		conn = m.opts.Connect(key.service, key.addr)
+	} else {
+		dialOpts := append([]grpc.DialOption{transportCredentials(m.opts.ServiceTLS[key.service])}, m.opts.DialOptions...)
+		own, err := grpc.NewClient(key.addr, dialOpts...)
+		if err != nil {
+			return nil, err
+		}
+		conn, p.own = own, own
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	p := &probe{state: state, conn: conn, cancel: cancel}
+	ctx, p.cancel = context.WithCancel(ctx)
 	if !m.opts.Health.Disabled {
 		h := &healthChecker{cfg: m.opts.Health, conn: conn, state: state, logger: m.opts.Logger}
 		p.wg.Add(1)
@@ -231,7 +247,9 @@ func (m *Monitor) startProbe(ctx context.Context, key probeKey, state *EndpointS
 func (p *probe) stop() {
 	p.cancel()
 	p.wg.Wait()
-	_ = p.conn.Close()
+	if p.own != nil {
+		_ = p.own.Close()
+	}
 }
 
 // sleep waits d or until ctx ends; it reports whether to go on.

@@ -106,8 +106,8 @@ func (s *stack) startTracing(ctx context.Context) error {
 }
 
 // startRouting fills a table from the static services and, with a client,
-// from etcd, checks the health and load of every endpoint, and returns a
-// router over it.
+// from etcd, and returns a router over it. serveProxy starts checking the
+// endpoints' health and load.
 func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 	table := routing.NewTable()
 	if err := routing.LoadStatic(table, s.cfg.Services); err != nil {
@@ -125,21 +125,6 @@ func (s *stack) startRouting(client *clientv3.Client) (*routing.Router, error) {
 			serviceTLS[svc.Name] = cfg
 		}
 	}
-	monitor, err := routing.StartMonitor(routing.MonitorOptions{
-		Table:      table,
-		Health:     s.cfg.Health,
-		Load:       s.cfg.Load,
-		Scope:      s.cfg.Registry.Scope,
-		ServiceTLS: serviceTLS,
-		// Probes get the calls' keepalive: a health Watch hears nothing
-		// from a hung instance, only an unanswered ping tells.
-		DialOptions: s.cfg.Backends.DialOptions(),
-		Logger:      s.logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.onStop(monitor.Close)
 	if client != nil {
 		allowed, err := registry.ParseNetworks(s.cfg.Registry.AllowedNetworks)
 		if err != nil {
@@ -269,6 +254,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	}
 	proxyMetrics := admin.NewProxyMetrics()
 	s.metrics.MustRegister(proxyMetrics)
+	var monitor *routing.Monitor
 	srv, err := proxy.NewServer(proxy.Options{
 		ObserveCall:    proxyMetrics.ObserveCall,
 		Backends:       s.cfg.Backends,
@@ -279,6 +265,7 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 		TracerProvider: s.tracer,
 		Logger:         s.logger,
 		BeforeDrain: func() {
+			defer monitor.Close() // its checks go through the proxy
 			if reg == nil || self.Addr == "" {
 				return
 			}
@@ -317,6 +304,24 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 			<-registered
 		})
 	}
+	// Health checks and load polls go through the proxy's engine, on the
+	// connection calls to each endpoint take, with the calls' keepalive: a
+	// health Watch hears nothing from a hung instance, only an unanswered
+	// ping tells.
+	monitor, err = routing.StartMonitor(routing.MonitorOptions{
+		Table:   s.table,
+		Health:  s.cfg.Health,
+		Load:    s.cfg.Load,
+		Scope:   s.cfg.Registry.Scope,
+		Connect: srv.ProbeConn,
+		Logger:  s.logger,
+	})
+	if err != nil {
+		lis.Close()
+		srv.Stop()
+		return err
+	}
+	s.onStop(monitor.Close)
 	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),
 		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services))
 	return srv.Run(ctx, lis)

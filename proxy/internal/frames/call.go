@@ -422,7 +422,9 @@ func (c *call) finishLocked() {
 	if c.observed != nil {
 		c.observed(res)
 	}
-	c.e.inFlight.Add(-1)
+	if !c.client.local {
+		c.e.inFlight.Add(-1)
+	}
 }
 
 // openLocked opens the call's stream on bc; false when bc takes no new

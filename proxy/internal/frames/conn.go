@@ -69,6 +69,9 @@ type conn struct {
 	// as x-forwarded-for gives it.
 	backend *Backend
 	host    string
+	// local is set on a client connection of the process itself
+	// (Engine.ServeLocal).
+	local bool
 
 	mu      sync.Mutex
 	streams map[uint32]*call
@@ -338,7 +341,7 @@ func (c *conn) writeSettingsLocked() {
 		{ID: http2.SettingInitialWindowSize, Val: streamWindow},
 		{ID: http2.SettingMaxHeaderListSize, Val: c.e.cfg.MaxHeaderListSize},
 	}
-	if c.backend == nil {
+	if c.backend == nil && !c.local {
 		settings = append(settings, http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.e.cfg.MaxConcurrentStreams})
 	} else {
 		settings = append(settings, http2.Setting{ID: http2.SettingEnablePush, Val: 0})
@@ -438,7 +441,7 @@ func (c *conn) readLoop() error {
 				answersData := c.w.sentData
 				c.w.sentData = false
 				c.w.mu.Unlock()
-				if c.backend == nil && !c.onClientPing(answersData) {
+				if c.backend == nil && !c.local && !c.onClientPing(answersData) {
 					return errors.New("too many pings")
 				}
 				c.w.mu.Lock()

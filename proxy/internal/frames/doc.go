@@ -52,6 +52,11 @@
 // the engine keeps up to 256 KiB of it until the response headers
 // commit the call.
 //
+// Engine.ServeLocal serves the process's own connections (the proxy's
+// health checks and load polls of its backends): their calls are routed
+// and forwarded as clients' are, marked Request.Local, outside the
+// client limits and InFlight, and a drain does not wait for them.
+//
 // The engine knows nothing of services or registries: the Router
 // decides, and the proxy package supplies it (proxy/route.go).
 package frames

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,9 @@ type Request struct {
 	// Tried are their backends, which a retry should avoid.
 	Attempt int
 	Tried   []*Backend
+	// Local is set on calls that came on a connection of ServeLocal:
+	// the process's own calls.
+	Local bool
 }
 
 // Route is where an attempt of a call goes.
@@ -142,6 +146,8 @@ type Engine struct {
 	// sweeping: sweepBackends runs.
 	closing, closed, sweeping bool
 	lis                       []net.Listener
+	// localLis are ServeLocal's listeners, closed by Close only.
+	localLis []net.Listener
 }
 
 // New returns an engine; it serves once Serve is called.
@@ -246,7 +252,7 @@ func (e *Engine) InFlight() int64 { return e.inFlight.Load() }
 func (e *Engine) track(c *conn) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed || e.closing && c.backend == nil {
+	if e.closed || e.closing && c.backend == nil && !c.local {
 		return false
 	}
 	e.conns[c] = struct{}{}
@@ -260,13 +266,28 @@ func (e *Engine) untrack(c *conn) {
 }
 
 // Serve accepts client connections on lis until Shutdown or Close.
-func (e *Engine) Serve(lis net.Listener) error {
+func (e *Engine) Serve(lis net.Listener) error { return e.serve(lis, false) }
+
+// ServeLocal accepts connections of the process itself on lis (in-memory
+// ones, say) until Close: their calls go as clients' do, but with
+// Request.Local set, without MaxConcurrentStreams, keepalive, idle or age
+// limits, and outside InFlight. Shutdown neither closes lis nor sends
+// these connections away, nor waits for their calls: it lets the
+// process's own calls (health checks, say) go on while the clients' drain,
+// and ends them with the rest when it closes the engine.
+func (e *Engine) ServeLocal(lis net.Listener) error { return e.serve(lis, true) }
+
+func (e *Engine) serve(lis net.Listener, local bool) error {
 	e.mu.Lock()
-	if e.closing {
+	if e.closed || e.closing && !local {
 		e.mu.Unlock()
 		return nil
 	}
-	e.lis = append(e.lis, lis)
+	if local {
+		e.localLis = append(e.localLis, lis)
+	} else {
+		e.lis = append(e.lis, lis)
+	}
 	if !e.sweeping {
 		// Started by the first Serve, so that an engine never served
 		// has no goroutine to stop.
@@ -279,9 +300,9 @@ func (e *Engine) Serve(lis net.Listener) error {
 		nc, err := lis.Accept()
 		if err != nil {
 			e.mu.Lock()
-			closing := e.closing
+			stopped := e.closed || e.closing && !local
 			e.mu.Unlock()
-			if closing {
+			if stopped {
 				return nil
 			}
 			var ne net.Error
@@ -294,15 +315,15 @@ func (e *Engine) Serve(lis net.Listener) error {
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.serveConn(nc)
+			e.serveConn(nc, local)
 		}()
 	}
 }
 
 // serveConn runs one client connection to its end.
-func (e *Engine) serveConn(nc net.Conn) {
+func (e *Engine) serveConn(nc net.Conn, local bool) {
 	_ = nc.SetDeadline(time.Now().Add(e.cfg.ConnectionTimeout))
-	if e.cfg.TLS != nil {
+	if e.cfg.TLS != nil && !local {
 		tc := tls.Server(nc, e.cfg.TLS)
 		if err := tc.Handshake(); err != nil {
 			e.logger.Debug("proxy: TLS handshake failed", "client", nc.RemoteAddr().String(), "error", err)
@@ -312,7 +333,8 @@ func (e *Engine) serveConn(nc net.Conn) {
 		nc = tc
 	}
 	c := newConn(e, nc, nil)
-	if addr := nc.RemoteAddr(); addr != nil {
+	c.local = local
+	if addr := nc.RemoteAddr(); addr != nil && !local {
 		c.host = clientHost(addr)
 	}
 	preface := make([]byte, len(clientPreface))
@@ -370,18 +392,24 @@ func (c *conn) onClientHeaders(f *headerBlock) error {
 		return fmt.Errorf("client opened stream %d", id)
 	}
 	c.lastPeerStream = id
-	if c.goingAway || c.closed || uint32(len(c.streams)) >= c.e.cfg.MaxConcurrentStreams {
+	if c.goingAway || c.closed || uint32(len(c.streams)) >= c.e.cfg.MaxConcurrentStreams && !c.local {
 		c.mu.Unlock()
 		c.rst(&c.rb, id, http2.ErrCodeRefusedStream)
 		return nil
 	}
-	call := &call{e: c.e, client: c, cid: id, start: time.Now()}
+	// The process's own calls (health checks) keep no request for a
+	// retry: each would hold a 32 KiB chunk until its answer, and a
+	// thousand backends' checks come at once. A retry still goes when
+	// the request was never sent.
+	call := &call{e: c.e, client: c, cid: id, start: time.Now(), committed: c.local}
 	c.timers.pingStrikes = 0
 	call.up = half{c: call, src: c, srcID: id}
 	call.down = half{c: call, dst: c, dstID: id, sendWin: c.peerInitialWin}
 	c.streams[id] = call
 	c.mu.Unlock()
-	c.e.inFlight.Add(1)
+	if !c.local {
+		c.e.inFlight.Add(1)
+	}
 	c.e.startCall(call, f)
 	return nil
 }
@@ -456,15 +484,21 @@ func (e *Engine) startCall(c *call, f *headerBlock) {
 	block[2] = hpack.HeaderField{Name: ":path", Value: path}
 	block[3] = hpack.HeaderField{Name: ":authority", Value: authority}
 	c.reqBlock = block
-	c.req = Request{Method: path, Header: block[4:], Client: c.client.nc.RemoteAddr()}
+	c.req = Request{Method: path, Header: block[4:], Client: c.client.nc.RemoteAddr(), Local: c.client.local}
 	if e.cfg.Observe != nil {
 		c.observed = e.cfg.Observe(&c.req)
-		if h := c.req.Header; len(h) != len(block)-4 || len(h) > 0 && &h[0] != &block[4] {
-			// The observer edited the headers (tracing does).
-			c.reqBlock = append(block[:4:4], h...)
-		}
+		c.takeHeaderEditsLocked()
 	}
 	c.routeLocked()
+}
+
+// takeHeaderEditsLocked makes the backend's header block follow
+// req.Header, which the observer or the router may have edited (tracing
+// does) or replaced.
+func (c *call) takeHeaderEditsLocked() {
+	if h := c.req.Header; len(h) != len(c.reqBlock)-4 || len(h) > 0 && &h[0] != &c.reqBlock[4] {
+		c.reqBlock = append(c.reqBlock[:4:4], h...)
+	}
 }
 
 // routeLocked routes an attempt of the call and opens it.
@@ -477,6 +511,7 @@ func (c *call) routeLocked() {
 		return
 	}
 	c.target = route.Backend
+	c.takeHeaderEditsLocked()
 	c.reqBlock[1].Value = "http"
 	if route.Backend.tls != nil {
 		c.reqBlock[1].Value = "https"
@@ -505,6 +540,7 @@ func statusUnavailable(msg string) Status { return Status{Code: codes.Unavailabl
 
 // Shutdown stops accepting connections, sends every client a GOAWAY and
 // waits until their calls end or ctx is done; then it closes everything.
+// The process's own connections (ServeLocal) go on until then.
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	e.closing = true
@@ -513,7 +549,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	var clients []*conn
 	for c := range e.conns {
-		if c.backend == nil {
+		if c.backend == nil && !c.local {
 			clients = append(clients, c)
 		}
 	}
@@ -542,7 +578,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 func (e *Engine) Close() {
 	e.mu.Lock()
 	e.closing, e.closed = true, true
-	for _, lis := range e.lis {
+	for _, lis := range slices.Concat(e.lis, e.localLis) {
 		_ = lis.Close()
 	}
 	conns := make([]*conn, 0, len(e.conns))

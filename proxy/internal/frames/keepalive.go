@@ -66,6 +66,9 @@ func (c *conn) startTimers() {
 	}
 	c.timers.lastActive = time.Now()
 	c.timers.lastRead.Store(c.timers.lastActive.UnixNano())
+	if c.local {
+		return
+	}
 	if ka := c.keepaliveConfig(); ka.Time > 0 {
 		c.timers.keepalive = time.AfterFunc(ka.Time, c.keepaliveTick)
 	}
