@@ -51,8 +51,11 @@ type Options struct {
 	// TracerProvider, when set, spans every forwarded call (see
 	// tracing.go). Default: no tracing.
 	TracerProvider trace.TracerProvider
-	// BeforeDrain, when set, runs when a drain starts, after health turns
-	// NOT_SERVING and before the listener closes: the place to deregister.
+	// BeforeDrain, when set, runs when a drain starts, before health
+	// turns NOT_SERVING and the listener closes: the place to deregister
+	// and to stop what probes backends through ProbeConn (a monitor that
+	// watches the proxy's own health would otherwise hear it go
+	// NOT_SERVING, and report its own drain as an unhealthy endpoint).
 	BeforeDrain func()
 	// Register, when set, registers more services of the proxy's own on
 	// the server before it starts (they take precedence over forwarding).
@@ -223,11 +226,11 @@ func (s *Server) Run(ctx context.Context, lis net.Listener) error {
 // until ctx is done, when those left are cancelled. It returns an error
 // saying how many calls were cut short, if any were.
 func (s *Server) Drain(ctx context.Context) error {
-	s.health.drain()
 	s.logger.Info("proxy: draining", "in_flight", s.engine.InFlight())
 	if s.beforeDrain != nil {
 		s.beforeDrain()
 	}
+	s.health.drain()
 	err := s.engine.Shutdown(ctx)
 	s.stopOwn()
 	s.probes.stop()

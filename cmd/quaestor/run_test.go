@@ -168,6 +168,15 @@ registry:
 	if err := run.wait(ctx); err != nil {
 		t.Fatalf("quaestor run after SIGTERM: %v", err)
 	}
+	// A clean stop warns of nothing: the monitor, which watches the
+	// proxy's own look-aside endpoint too, stops before that endpoint
+	// turns NOT_SERVING.
+	logs := run.stderr.String()
+	if i := strings.Index(logs, "proxy: draining"); i < 0 {
+		t.Errorf("no drain logged:\n%s", logs)
+	} else if stopping := logs[i:]; strings.Contains(stopping, "level=WARN") || strings.Contains(stopping, "level=ERROR") {
+		t.Errorf("warnings while stopping:\n%s", stopping)
+	}
 	// Its ports are released.
 	for _, addr := range []string{listen, adminAddr, etcdClient} {
 		lis, err := net.Listen("tcp", addr)
