@@ -33,7 +33,7 @@ type healthChecker struct {
 func (h *healthChecker) run(ctx context.Context) {
 	h.name = h.state.Service()
 	client := healthpb.NewHealthClient(h.conn)
-	watch := true
+	watch, first := true, true
 	for ctx.Err() == nil {
 		var err error
 		if watch {
@@ -57,7 +57,11 @@ func (h *healthChecker) run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			h.failed(err.Error())
 		}
-		if !sleep(ctx, h.cfg.Interval) {
+		wait := h.cfg.Interval
+		if first {
+			wait, first = phase(wait), false
+		}
+		if !sleep(ctx, wait) {
 			return
 		}
 	}
@@ -97,13 +101,14 @@ func (h *healthChecker) watch(ctx context.Context, client healthpb.HealthClient)
 		cancel()
 		wg.Wait()
 	}()
-	ticker := time.NewTicker(h.cfg.Interval)
-	defer ticker.Stop()
+	tick := time.NewTimer(phase(h.cfg.Interval))
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-ticker.C:
+		case <-tick.C:
+			tick.Reset(h.cfg.Interval)
 			if h.state.InFlight() == 0 && h.state.Healthy() {
 				continue
 			}

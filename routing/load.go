@@ -44,7 +44,11 @@ func (l *loadCollector) run(ctx context.Context) {
 				l.forgetStale()
 			}
 		}
-		if !sleep(ctx, l.cfg.Interval) {
+		wait := l.cfg.Interval
+		if first {
+			wait = phase(wait)
+		}
+		if !sleep(ctx, wait) {
 			return
 		}
 	}

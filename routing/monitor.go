@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -250,6 +251,17 @@ func (p *probe) stop() {
 	if p.own != nil {
 		_ = p.own.Close()
 	}
+}
+
+// phase returns a random time in (0, d]: the first wait of a periodic
+// check or poll, so that those of endpoints found together (a thousand
+// at a start) do not all fall due at the same moment of every interval,
+// a burst for the proxy and for the backends it asks.
+func phase(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return 1 + time.Duration(rand.Int64N(int64(d)))
 }
 
 // sleep waits d or until ctx ends; it reports whether to go on.
