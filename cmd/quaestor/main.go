@@ -10,9 +10,16 @@ import (
 	"syscall"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/service"
+	"github.com/quaestor-go/quaestor/internal/gcfloor"
 )
 
+// gcFloor is how far the heap may grow past what is live before a
+// collection, however little is live (internal/gcfloor): measured under
+// unary load, 10 % less CPU per call for 13 MiB more RSS.
+const gcFloor = 16 << 20
+
 func main() {
+	gcfloor.Set(gcFloor) // for the life of the process
 	// Started by the Windows service manager: run until it says stop.
 	if handled, err := service.RunAsService(service.DefaultName, func(ctx context.Context) error {
 		if code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr); code != exitOK {
