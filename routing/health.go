@@ -25,13 +25,19 @@ type healthChecker struct {
 	state  *EndpointState
 	logger *slog.Logger
 
+	// mu guards what follows: the watch and its checks run on two
+	// goroutines.
+	mu        sync.Mutex
 	name      string // the health service name asked for
 	failures  int
 	successes int
+	// pushes counts the statuses the Watch pushed: a check answered
+	// after a newer push is stale, and not counted.
+	pushes uint64
 }
 
 func (h *healthChecker) run(ctx context.Context) {
-	h.name = h.state.Service()
+	h.name = h.state.Service() // before any other goroutine reads it
 	client := healthpb.NewHealthClient(h.conn)
 	watch, first := true, true
 	for ctx.Err() == nil {
@@ -50,7 +56,9 @@ func (h *healthChecker) run(ctx context.Context) {
 			if status.Code(err) == codes.Unimplemented {
 				h.logger.Info("routing: endpoint serves no grpc.health.v1; relying on passive health",
 					"service", h.state.Service(), "addr", h.state.Addr())
-				h.set(true, "no health service")
+				h.mu.Lock()
+				h.setLocked(true, "no health service")
+				h.mu.Unlock()
 				return
 			}
 		}
@@ -72,76 +80,64 @@ func (h *healthChecker) run(ctx context.Context) {
 // A Watch says nothing when the backend hangs with its connection open (a
 // stopped process, a wedged server): no status comes, and the calls sent
 // to it wait for their deadlines. So while calls are in flight on the
-// endpoint, or it is unhealthy, watch also sends a Check every Interval:
-// an unanswered one counts as a failed check, and answered ones bring a
-// recovered endpoint back. An idle healthy endpoint costs no Check.
+// endpoint, or it is unhealthy, watch also sends a Check every Interval
+// (on a timer's goroutine: the watch's own waits in Recv): an unanswered
+// one counts as a failed check, and answered ones bring a recovered
+// endpoint back. An idle healthy endpoint costs no Check.
 func (h *healthChecker) watch(ctx context.Context, client healthpb.HealthClient) error {
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: h.name})
+	defer cancel()
+	stream, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: h.serviceName()})
 	if err != nil {
-		cancel()
 		return err
 	}
-	updates := make(chan watchUpdate)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			resp, err := stream.Recv()
-			select {
-			case updates <- watchUpdate{resp, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
+	checks := startTimerLoop(phase(h.cfg.Interval), func() (time.Duration, bool) {
+		if ctx.Err() != nil {
+			return 0, false
 		}
-	})
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	tick := time.NewTimer(phase(h.cfg.Interval))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-			tick.Reset(h.cfg.Interval)
-			if h.state.InFlight() == 0 && h.state.Healthy() {
-				continue
-			}
+		if h.state.InFlight() > 0 || !h.state.Healthy() {
 			if err := h.check(ctx, client); err != nil && ctx.Err() == nil {
 				h.failed("a health check while watching: " + err.Error())
 			}
-		case u := <-updates:
-			if u.err != nil {
-				return u.err
-			}
-			switch u.resp.GetStatus() {
-			case healthpb.HealthCheckResponse_SERVING:
-				h.failures, h.successes = 0, h.cfg.HealthyThreshold
-				h.set(true, "SERVING")
-			case healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
-				if h.name != "" {
-					// Not known by name: follow the server's overall health.
-					h.name = ""
-					return errWatchAgain
-				}
-				h.failed("SERVICE_UNKNOWN")
-			default:
-				h.failures, h.successes = h.cfg.UnhealthyThreshold, 0
-				h.set(false, u.resp.GetStatus().String())
-			}
+		}
+		return h.cfg.Interval, true
+	})
+	defer func() {
+		cancel()
+		checks.stop()
+	}()
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		if again := h.onWatch(resp.GetStatus()); again {
+			return errWatchAgain
 		}
 	}
 }
 
-// watchUpdate is what one Recv on a Watch stream returned.
-type watchUpdate struct {
-	resp *healthpb.HealthCheckResponse
-	err  error
+// onWatch takes a status the Watch pushed; true when the server does not
+// know the service by name, and its overall health is to be watched.
+func (h *healthChecker) onWatch(st healthpb.HealthCheckResponse_ServingStatus) (again bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pushes++
+	switch st {
+	case healthpb.HealthCheckResponse_SERVING:
+		h.failures, h.successes = 0, h.cfg.HealthyThreshold
+		h.setLocked(true, "SERVING")
+	case healthpb.HealthCheckResponse_SERVICE_UNKNOWN:
+		if h.name != "" {
+			h.name = ""
+			return true
+		}
+		h.failedLocked("SERVICE_UNKNOWN")
+	default:
+		h.failures, h.successes = h.cfg.UnhealthyThreshold, 0
+		h.setLocked(false, st.String())
+	}
+	return false
 }
 
 // errWatchAgain asks run to open the Watch again at once, for another
@@ -152,33 +148,55 @@ var errWatchAgain = errors.New("routing: watch the server's overall health")
 func (h *healthChecker) check(ctx context.Context, client healthpb.HealthClient) error {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
-	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: h.name})
-	if status.Code(err) == codes.NotFound && h.name != "" {
+	h.mu.Lock()
+	name, pushes := h.name, h.pushes
+	h.mu.Unlock()
+	resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: name})
+	if status.Code(err) == codes.NotFound && name != "" {
+		h.mu.Lock()
 		h.name = ""
+		h.mu.Unlock()
 		return h.check(ctx, client)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.pushes != pushes {
+		return nil // the Watch said more since: this answer is stale
 	}
 	if err != nil {
 		return err
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		h.failed(resp.GetStatus().String())
+		h.failedLocked(resp.GetStatus().String())
 		return nil
 	}
 	h.failures = 0
 	if h.successes++; h.successes >= h.cfg.HealthyThreshold {
-		h.set(true, "SERVING")
+		h.setLocked(true, "SERVING")
 	}
 	return nil
 }
 
+func (h *healthChecker) serviceName() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.name
+}
+
 func (h *healthChecker) failed(why string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.failedLocked(why)
+}
+
+func (h *healthChecker) failedLocked(why string) {
 	h.successes = 0
 	if h.failures++; h.failures >= h.cfg.UnhealthyThreshold {
-		h.set(false, why)
+		h.setLocked(false, why)
 	}
 }
 
-func (h *healthChecker) set(healthy bool, why string) {
+func (h *healthChecker) setLocked(healthy bool, why string) {
 	if h.state.Healthy() == healthy {
 		return
 	}

@@ -2,10 +2,13 @@ package routing_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -103,4 +106,113 @@ func TestHungBackendFoundWhileWatching(t *testing.T) {
 
 	b.hang.Store(false)
 	waitFor(ctx, t, "the backend to be healthy again", state.Healthy)
+}
+
+// flipBackend's health Watch pushes each status the test sends on push;
+// its Check answers the status last pushed when the Check came, and
+// while hold is set it answers only once the test closes release.
+type flipBackend struct {
+	healthpb.UnimplementedHealthServer
+	addr    string
+	push    chan healthpb.HealthCheckResponse_ServingStatus
+	current atomic.Int32
+	hold    atomic.Bool
+	release chan struct{}
+	checks  atomic.Int64 // Checks come
+	held    atomic.Int64 // held Checks answered
+}
+
+func (b *flipBackend) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	st := healthpb.HealthCheckResponse_ServingStatus(b.current.Load())
+	b.checks.Add(1)
+	if b.hold.Load() {
+		select {
+		case <-b.release:
+			defer b.held.Add(1)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
+
+func (b *flipBackend) Watch(_ *healthpb.HealthCheckRequest, stream grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
+	st := healthpb.HealthCheckResponse_ServingStatus(b.current.Load())
+	for {
+		if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+			return err
+		}
+		select {
+		case st = <-b.push:
+			b.current.Store(int32(st))
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+// TestStaleCheckIgnored: a Check sent while the endpoint was unhealthy,
+// answered NOT_SERVING after its Watch had pushed SERVING again, does
+// not count: the Watch's newer word stands.
+func TestStaleCheckIgnored(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &flipBackend{addr: lis.Addr().String(), push: make(chan healthpb.HealthCheckResponse_ServingStatus), release: make(chan struct{})}
+	b.current.Store(int32(healthpb.HealthCheckResponse_SERVING))
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, b)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+
+	var logs lockedLog
+	table := routing.NewTable()
+	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: b.addr}})
+	health := routing.DefaultHealthConfig()
+	health.Interval, health.UnhealthyThreshold = 20*time.Millisecond, 1
+	mon, err := routing.StartMonitor(routing.MonitorOptions{
+		Table: table, Health: health, Load: routing.DefaultLoadConfig(),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mon.Close()
+	eps, _ := table.Endpoints(echoService)
+	state := eps[0].State
+	ctx := testContext(t)
+	waitFor(ctx, t, "healthy", state.Healthy)
+
+	b.hold.Store(true)
+	b.push <- healthpb.HealthCheckResponse_NOT_SERVING
+	waitFor(ctx, t, "unhealthy, and a Check held", func() bool { return !state.Healthy() && b.checks.Load() > 0 })
+	b.push <- healthpb.HealthCheckResponse_SERVING
+	waitFor(ctx, t, "healthy again", state.Healthy)
+	close(b.release)
+	waitFor(ctx, t, "the held Check answered", func() bool { return b.held.Load() > 0 })
+	// The monitor takes the answer a moment later; had it counted, the
+	// endpoint would be unhealthy until the next Check 20 ms on.
+	time.Sleep(200 * time.Millisecond)
+	if n := strings.Count(logs.String(), "endpoint unhealthy"); n != 1 || !state.Healthy() {
+		t.Errorf("healthy %v, %d reports of turning unhealthy, want healthy and 1:\n%s", state.Healthy(), n, logs.String())
+	}
+}
+
+// lockedLog collects log lines written from several goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -30,28 +30,33 @@ type loadCollector struct {
 	logger *slog.Logger
 }
 
-func (l *loadCollector) run(ctx context.Context) {
+// start polls at once, then every Interval, on a timer's goroutine
+// (no goroutine of its own between polls); an endpoint with ORCA instead
+// is followed on the timer's goroutine until ctx ends.
+func (l *loadCollector) start(ctx context.Context) *timerLoop {
 	client := loadreportingpb.NewLoadReportingGrpcClient(l.conn)
-	for first := true; ; first = false {
+	first := true
+	return startTimerLoop(0, func() (time.Duration, bool) {
+		if ctx.Err() != nil {
+			return 0, false
+		}
 		// The first poll tells which protocol the endpoint speaks.
 		if first || !l.callReportsFresh(time.Now()) {
 			err := l.poll(ctx, client)
 			if status.Code(err) == codes.Unimplemented {
 				l.streamORCA(ctx)
-				return
+				return 0, false
 			}
 			if err != nil {
 				l.forgetStale()
 			}
 		}
-		wait := l.cfg.Interval
 		if first {
-			wait = phase(wait)
+			first = false
+			return phase(l.cfg.Interval), true
 		}
-		if !sleep(ctx, wait) {
-			return
-		}
-	}
+		return l.cfg.Interval, true
+	})
 }
 
 // callReportsFresh reports whether the endpoint's latest load report is a

@@ -211,7 +211,9 @@ type probe struct {
 	// MonitorOptions.Connect.
 	own    *grpc.ClientConn
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// wg waits for the health checker, load for the load polls.
+	wg   sync.WaitGroup
+	load *timerLoop
 }
 
 func (m *Monitor) startProbe(ctx context.Context, key probeKey, state *EndpointState) (*probe, error) {
@@ -237,17 +239,14 @@ func (m *Monitor) startProbe(ctx context.Context, key probeKey, state *EndpointS
 		}()
 	}
 	l := &loadCollector{cfg: m.opts.Load, scope: m.opts.Scope, conn: conn, state: state, logger: m.opts.Logger}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		l.run(ctx)
-	}()
+	p.load = l.start(ctx)
 	return p, nil
 }
 
 func (p *probe) stop() {
 	p.cancel()
 	p.wg.Wait()
+	p.load.stop()
 	if p.own != nil {
 		_ = p.own.Close()
 	}
