@@ -76,6 +76,9 @@ func TestChunkQueueFirstChunk(t *testing.T) {
 // TestChunkQueueAllocs: a queue filled and emptied again allocates
 // nothing once its pools hold chunks.
 func TestChunkQueueAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("under the race detector sync.Pool drops chunks on purpose; make test runs this package without it too")
+	}
 	var q chunkQueue
 	small, large := make([]byte, 105), make([]byte, 40<<10)
 	allocs := testing.AllocsPerRun(100, func() {
