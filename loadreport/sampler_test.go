@@ -3,13 +3,13 @@ package loadreport
 import (
 	"errors"
 	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/quaestor-go/quaestor/internal/syncbuf"
 )
 
 // TestSampler runs the sampler on synctest's clock: each interval gives CPU
@@ -68,29 +68,11 @@ func TestSampler(t *testing.T) {
 	})
 }
 
-// syncBuffer is a strings.Builder safe for the sampler and the test.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), s)
-}
-
 // TestSamplerFailures checks that a failing reading keeps the last figure
 // and is logged once until it recovers.
 func TestSamplerFailures(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		m := &fakeMachine{cpuErr: errors.New("no /proc"), memory: 20}
 		r := newReporter(Options{Interval: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, time.Now, m.machine())
 		defer r.Close()
@@ -105,7 +87,7 @@ func TestSamplerFailures(t *testing.T) {
 		if got := r.Report().CPU; got != 0 {
 			t.Errorf("CPU after failures only = %v, want 0", got)
 		}
-		if got := logs.count("sampling CPU failed"); got != 1 {
+		if got := logs.Count("sampling CPU failed"); got != 1 {
 			t.Errorf("CPU failure logged %d times over 3 failures, want once", got)
 		}
 
@@ -115,10 +97,10 @@ func TestSamplerFailures(t *testing.T) {
 		if got, want := r.Report(), (Snapshot{KnownLoadRate: -1, CPU: 0.5, Memory: 20, Time: r.now()}); !cmp.Equal(got, want) {
 			t.Errorf("snapshot after failures = %+v, want the last figures %+v", got, want)
 		}
-		if got := logs.count("sampling CPU failed"); got != 2 {
+		if got := logs.Count("sampling CPU failed"); got != 2 {
 			t.Errorf("CPU failure logged %d times, want twice (again after recovering)", got)
 		}
-		if got := logs.count("sampling memory failed"); got != 1 {
+		if got := logs.Count("sampling memory failed"); got != 1 {
 			t.Errorf("memory failure logged %d times, want once", got)
 		}
 	})

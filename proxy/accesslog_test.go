@@ -1,44 +1,25 @@
 package proxy_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/quaestor-go/quaestor/internal/syncbuf"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 )
-
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-}
 
 func TestAccessLog(t *testing.T) {
 	be := startBackend(t, "b1")
 	table := routing.NewTable()
 	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: be.addr}})
 	router := newTestRouter(t, routing.Options{Table: table})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cfg := proxy.DefaultConfig()
 	cfg.AccessLog = true
 	addr, _ := serveProxy(t, proxy.Options{Config: cfg, Router: router, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
@@ -51,14 +32,14 @@ func TestAccessLog(t *testing.T) {
 	_, _ = echo.Unary(ctx, &examplev1.EchoRequest{ErrorCode: int32(codes.NotFound)})
 
 	var entries []map[string]any
-	for _, line := range logs.lines() {
+	for _, line := range logs.Lines() {
 		var e map[string]any
 		if err := json.Unmarshal([]byte(line), &e); err == nil && e["msg"] == "access" {
 			entries = append(entries, e)
 		}
 	}
 	if len(entries) != 2 {
-		t.Fatalf("access lines: %v", logs.lines())
+		t.Fatalf("access lines: %v", logs.Lines())
 	}
 	ok := entries[0]
 	if ok["method"] != "/quaestor.example.v1.Echo/Unary" || ok["backend"] != be.addr || ok["code"] != "OK" ||

@@ -145,7 +145,7 @@ func TestFaultConnectionLimit(t *testing.T) {
 			t.Fatalf("a client within the limit, during the flood: %v", err)
 		}
 	}
-	lines := env.log.count("proxy.max_connections reached")
+	lines := env.log.Count("proxy.max_connections reached")
 	if most := 1 + int(time.Since(start)/(10*time.Second)); lines < 1 || lines > most {
 		t.Errorf("%d log lines for %d refused connections, want 1 to %d (one per 10s)", lines, flood+1, most)
 	}

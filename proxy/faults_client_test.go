@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/quaestor-go/quaestor/internal/syncbuf"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -111,28 +111,10 @@ func (b *faultBackend) handle(_ any, ss grpc.ServerStream) error {
 	return status.Errorf(codes.Unimplemented, "no method %s", method)
 }
 
-// logBuffer collects the proxy's log lines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), substr)
-}
-
 type faultEnv struct {
 	addr   string
 	server *proxy.Server
-	log    *logBuffer
+	log    *syncbuf.Buffer
 }
 
 // startFaultProxy serves a proxy routing faultService to addr, with the
@@ -151,7 +133,7 @@ func startFaultProxy(t *testing.T, addr string, configure func(*proxy.Config)) *
 		Table:       table,
 		DialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))},
 	})
-	env := &faultEnv{log: new(logBuffer)}
+	env := &faultEnv{log: new(syncbuf.Buffer)}
 	env.addr, env.server = serveProxy(t, proxy.Options{Config: cfg, Router: router,
 		Logger: slog.New(slog.NewTextHandler(env.log, nil))})
 	return env

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/quaestor-go/quaestor/internal/syncbuf"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -166,7 +166,7 @@ func TestStaleCheckIgnored(t *testing.T) {
 	go func() { _ = srv.Serve(lis) }()
 	defer srv.Stop()
 
-	var logs lockedLog
+	var logs syncbuf.Buffer
 	table := routing.NewTable()
 	table.Update(echoService, routing.SourceStatic, []routing.Endpoint{{Addr: b.addr}})
 	health := routing.DefaultHealthConfig()
@@ -194,25 +194,7 @@ func TestStaleCheckIgnored(t *testing.T) {
 	// The monitor takes the answer a moment later; had it counted, the
 	// endpoint would be unhealthy until the next Check 20 ms on.
 	time.Sleep(200 * time.Millisecond)
-	if n := strings.Count(logs.String(), "endpoint unhealthy"); n != 1 || !state.Healthy() {
+	if n := logs.Count("endpoint unhealthy"); n != 1 || !state.Healthy() {
 		t.Errorf("healthy %v, %d reports of turning unhealthy, want healthy and 1:\n%s", state.Healthy(), n, logs.String())
 	}
-}
-
-// lockedLog collects log lines written from several goroutines.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/quaestor-go/quaestor/internal/loopbackport"
+	"github.com/quaestor-go/quaestor/internal/syncbuf"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -77,7 +77,7 @@ func freeAddr(t *testing.T) string {
 // process is a child started by a test and killed at its end.
 type process struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 	done   chan error
 }
 
@@ -88,7 +88,7 @@ func start(t *testing.T, name string, args ...string) (*process, *bufio.Reader) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &process{cmd: cmd, stderr: new(lockedBuffer), done: make(chan error, 1)}
+	p := &process{cmd: cmd, stderr: new(syncbuf.Buffer), done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -99,25 +99,6 @@ func start(t *testing.T, name string, args ...string) (*process, *bufio.Reader) 
 		<-p.done
 	})
 	return p, bufio.NewReader(stdout)
-}
-
-// lockedBuffer collects a child's output; it may be read while the child
-// still writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // wait waits for the process to exit and returns how it ended, or
