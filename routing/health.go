@@ -103,7 +103,7 @@ func (h *healthChecker) watch(ctx context.Context, client healthpb.HealthClient)
 		return h.cfg.Interval, true
 	})
 	defer func() {
-		cancel()
+		cancel() // ends a check under way, which stop waits for
 		checks.stop()
 	}()
 	for {
