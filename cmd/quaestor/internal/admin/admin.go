@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"strings"
 	"time"
 
@@ -73,6 +74,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// mutexProfileFraction samples the mutex profile when pprof is served.
+const mutexProfileFraction = 100
+
 // Server is the admin HTTP server.
 type Server struct {
 	http   *http.Server
@@ -122,6 +126,9 @@ func New(opts Options) (*Server, error) {
 		mux.Handle("GET /page/{file}", servePageAsset())
 	}
 	if opts.Pprof {
+		// The mutex profile records nothing unless sampled: one
+		// contention in mutexProfileFraction, cheap enough to leave on.
+		runtime.SetMutexProfileFraction(mutexProfileFraction)
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

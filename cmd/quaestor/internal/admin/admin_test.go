@@ -90,3 +90,31 @@ func TestListenTaken(t *testing.T) {
 		t.Errorf("second listener: %v", err)
 	}
 }
+
+func TestPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv, err := New(Options{Listen: "127.0.0.1:0", Pprof: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve() }()
+		base := "http://" + srv.Addr()
+		code, body := get(t, base+"/debug/pprof/mutex?debug=1")
+		switch {
+		case !on && code != http.StatusNotFound:
+			t.Errorf("admin.pprof false: /debug/pprof/mutex = %d", code)
+		case on && (code != http.StatusOK || !strings.Contains(body, "sampling period=100\n")):
+			// Without a sampling rate the mutex profile stays empty.
+			t.Errorf("admin.pprof true: /debug/pprof/mutex = %d %q", code, body)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+		cancel()
+		if err := <-served; err != nil {
+			t.Error(err)
+		}
+	}
+}
