@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	loadreportingpb "github.com/quaestor-go/quaestor/proto/loadreporting"
 )
 
@@ -217,20 +218,6 @@ func callStream(ctx context.Context, cc *grpc.ClientConn, block bool) (metadata.
 	return stream.Trailer(), nil
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	ticker := time.NewTicker(time.Millisecond)
-	defer ticker.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-ticker.C:
-		}
-	}
-}
-
 func reportLoad(ctx context.Context, t *testing.T, cc *grpc.ClientConn, req *loadreportingpb.LoadReportRequest, opts ...grpc.CallOption) *loadreportingpb.LoadReportResponse {
 	t.Helper()
 	resp, err := loadreportingpb.NewLoadReportingGrpcClient(cc).ReportLoad(ctx, req, opts...)
@@ -290,7 +277,7 @@ func TestInFlight(t *testing.T) {
 		_, err := callStream(ctx, cc, true)
 		errs <- err
 	}()
-	waitFor(ctx, t, "3 calls in flight", func() bool { return r.InFlight() == 3 })
+	testwait.For(ctx, t, "3 calls in flight", func() bool { return r.InFlight() == 3 })
 	// ReportLoad is not load either: it sees the 3 calls, not 4.
 	if got := reportLoad(ctx, t, cc, &loadreportingpb.LoadReportRequest{}).GetServerStats().GetCurrentRequests(); got != 3 {
 		t.Errorf("current_requests = %d, want 3", got)
@@ -533,7 +520,7 @@ func TestORCAPerCall(t *testing.T) {
 	heldCtx, release := context.WithCancel(ctx)
 	held := make(chan error, 1)
 	go func() { held <- callUnary(heldCtx, cc, true) }()
-	waitFor(ctx, t, "a call in flight", func() bool { return r.InFlight() == 1 })
+	testwait.For(ctx, t, "a call in flight", func() bool { return r.InFlight() == 1 })
 
 	want := &v3orcapb.OrcaLoadReport{
 		CpuUtilization:         testCPU,

@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // backendFaultContext bounds a fault test: longer with CHAOS=1.
@@ -156,7 +158,7 @@ func TestFaultBackendHangs(t *testing.T) {
 		if backendFaultChaos() {
 			// Its health checks fail when the connection attempt times
 			// out (20 s), twice.
-			waitFor(ctx, t, "the silent instance to be found unhealthy", func() bool { return !state.Healthy() })
+			testwait.For(ctx, t, "the silent instance to be found unhealthy", func() bool { return !state.Healthy() })
 			t.Logf("silent listener found unhealthy after %s", time.Since(at).Round(time.Millisecond))
 		}
 		load.stopAndWait()
@@ -248,7 +250,7 @@ func TestFaultBackendNotServing(t *testing.T) {
 		victim, state := backends[i], env.state(t, addrs[i])
 		mark, at := load.completed(), time.Now()
 		victim.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-		waitFor(ctx, t, "the health watch to report NOT_SERVING", func() bool { return !state.Healthy() })
+		testwait.For(ctx, t, "the health watch to report NOT_SERVING", func() bool { return !state.Healthy() })
 		reported := time.Now()
 		load.waitNoPicks(ctx, t, state, 100)
 		load.waitCalls(ctx, t, perPhase)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	"github.com/quaestor-go/quaestor/proxy"
 )
 
@@ -120,7 +121,7 @@ func TestFaultConnectionLimit(t *testing.T) {
 		}
 		served = append(served, cc)
 	}
-	waitFor(ctx, t, "the proxy to count the connections", func() bool { return env.server.Connections() == limit })
+	testwait.For(ctx, t, "the proxy to count the connections", func() bool { return env.server.Connections() == limit })
 
 	extra := dial(t, env.addr)
 	err := echoFault(ctx, extra)
@@ -154,7 +155,7 @@ func TestFaultConnectionLimit(t *testing.T) {
 	}
 
 	_ = served[0].Close()
-	waitFor(ctx, t, "the closed client's slot to be freed", func() bool { return env.server.Connections() == limit-1 })
+	testwait.For(ctx, t, "the closed client's slot to be freed", func() bool { return env.server.Connections() == limit-1 })
 	if err := echoFault(ctx, extra, grpc.WaitForReady(true)); err != nil {
 		t.Fatalf("the waiting client, once a slot is free: %v", err)
 	}
@@ -176,7 +177,7 @@ func TestFaultStreamLimit(t *testing.T) {
 	for range limit + extra {
 		wg.Go(func() { errs <- holdCall(ctx, cc) })
 	}
-	waitFor(ctx, t, "the first calls to reach the backend", func() bool { return be.holding.Load() == limit })
+	testwait.For(ctx, t, "the first calls to reach the backend", func() bool { return be.holding.Load() == limit })
 	if got := env.server.InFlight(); got != limit || len(errs) != 0 {
 		t.Fatalf("in flight %d with %d calls ended, want %d in flight and the others waiting", got, len(errs), limit)
 	}
@@ -192,9 +193,9 @@ func TestFaultStreamLimit(t *testing.T) {
 	}
 	// Close only once the raw client's calls are all held at the backend:
 	// a call the proxy had not yet forwarded would never be cancelled there.
-	waitFor(ctx, t, "the raw client's calls to reach the backend", func() bool { return be.holding.Load() == 2*limit })
+	testwait.For(ctx, t, "the raw client's calls to reach the backend", func() bool { return be.holding.Load() == 2*limit })
 	_ = r.conn.Close()
-	waitFor(ctx, t, "the raw client's calls to be cancelled", func() bool { return be.cancelled.Load() == limit })
+	testwait.For(ctx, t, "the raw client's calls to be cancelled", func() bool { return be.cancelled.Load() == limit })
 
 	// Each ended call lets a waiting one start; all succeed.
 	for range limit + extra {
@@ -288,7 +289,7 @@ func TestFaultSlowlorisCannotStarve(t *testing.T) {
 		r.write([]byte(http2.ClientPreface[:4]))
 		stalled = append(stalled, r)
 	}
-	waitFor(ctx, t, "the stalled connections to hold every slot", func() bool { return env.server.Connections() == limit })
+	testwait.For(ctx, t, "the stalled connections to hold every slot", func() bool { return env.server.Connections() == limit })
 	start := time.Now()
 	cc := dial(t, env.addr)
 	if err := echoFault(ctx, cc, grpc.WaitForReady(true)); err != nil {
@@ -329,7 +330,7 @@ func TestFaultStreamHog(t *testing.T) {
 	}
 	defer wg.Wait()
 	defer stopHog()
-	waitFor(ctx, t, "the hog to hold every stream", func() bool { return be.holding.Load() == int64(limit) })
+	testwait.For(ctx, t, "the hog to hold every stream", func() bool { return be.holding.Load() == int64(limit) })
 	hogged := timeCalls()
 	t.Logf("%d calls of another client: %v each alone, %v while one held %d streams (+%d queued)",
 		calls, alone.Round(time.Microsecond), hogged.Round(time.Microsecond), limit, limit/2)
@@ -367,7 +368,7 @@ func TestFaultIdleConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitFor(ctx, t, "the idle connection to be closed", func() bool { return env.server.Connections() == 0 })
+	testwait.For(ctx, t, "the idle connection to be closed", func() bool { return env.server.Connections() == 0 })
 	t.Logf("idle connection closed %v after its last call (max_connection_idle 300ms)", time.Since(start).Round(time.Millisecond))
 	if err := echoFault(ctx, cc); err != nil {
 		t.Fatalf("the client's next call: %v", err)

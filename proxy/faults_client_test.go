@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/quaestor-go/quaestor/internal/syncbuf"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -301,15 +302,15 @@ func TestFaultClientVanishes(t *testing.T) {
 			t.Fatalf("opening a stream: %v", err)
 		}
 	}
-	waitFor(ctx, t, "every call to reach the backend", func() bool { return be.holding.Load() == int64(n) })
+	testwait.For(ctx, t, "every call to reach the backend", func() bool { return be.holding.Load() == int64(n) })
 	if got := env.server.InFlight(); got != int64(n) {
 		t.Fatalf("in flight: %d, want %d", got, n)
 	}
 
 	start := time.Now()
 	(<-conns).Close() // the client vanishes: no GOAWAY, no RST_STREAM
-	waitFor(ctx, t, "the in-flight count to return to 0", func() bool { return env.server.InFlight() == 0 })
-	waitFor(ctx, t, "the backend to see every call cancelled", func() bool { return be.cancelled.Load() == int64(n) })
+	testwait.For(ctx, t, "the in-flight count to return to 0", func() bool { return env.server.InFlight() == 0 })
+	testwait.For(ctx, t, "the backend to see every call cancelled", func() bool { return be.cancelled.Load() == int64(n) })
 	t.Logf("%d streams of a vanished client: all cancelled at the backend %v after the connection dropped", n, time.Since(start).Round(time.Millisecond))
 	_ = cc.Close()
 	if err := goleak.Find(before); err != nil {

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/proxy"
 )
@@ -235,7 +236,7 @@ func TestDeadlineExceeded(t *testing.T) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
 	// The deadline travelled to the backend, which gave up waiting.
-	waitFor(testContext(t), t, "the backend to see the deadline", func() bool { return be.echo.Canceled() == 1 })
+	testwait.For(testContext(t), t, "the backend to see the deadline", func() bool { return be.echo.Canceled() == 1 })
 }
 
 func TestClientCancelReachesBackend(t *testing.T) {
@@ -255,15 +256,15 @@ func TestClientCancelReachesBackend(t *testing.T) {
 	if err := stream.Send(&examplev1.EchoRequest{Delay: durationpb.New(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(testContext(t), t, "the call to wait in the backend", func() bool { return be.echo.InFlight() == 1 })
+	testwait.For(testContext(t), t, "the call to wait in the backend", func() bool { return be.echo.InFlight() == 1 })
 	cancel()
 	if _, err := stream.Recv(); status.Code(err) != codes.Canceled {
 		t.Errorf("Recv after cancel: %v, want Canceled", err)
 	}
-	waitFor(testContext(t), t, "the backend to see the cancellation", func() bool {
+	testwait.For(testContext(t), t, "the backend to see the cancellation", func() bool {
 		return be.echo.Canceled() == 1 && be.echo.InFlight() == 0
 	})
-	waitFor(testContext(t), t, "the proxy to finish the call", func() bool { return env.server.InFlight() == 0 })
+	testwait.For(testContext(t), t, "the proxy to finish the call", func() bool { return env.server.InFlight() == 0 })
 }
 
 func TestBackendKilledMidStream(t *testing.T) {
@@ -437,7 +438,7 @@ func TestSpreadsOverBackends(t *testing.T) {
 	// Wait until every backend is connected, so that round robin has all
 	// three to choose from.
 	seen := map[string]int{}
-	waitFor(ctx, t, "calls to reach every backend", func() bool {
+	testwait.For(ctx, t, "calls to reach every backend", func() bool {
 		resp, err := env.echo.Unary(ctx, &examplev1.EchoRequest{})
 		if err != nil {
 			t.Fatal(err)
@@ -528,7 +529,7 @@ func TestDrain(t *testing.T) {
 	}
 	// New connections are refused (once the listener is closed) while the
 	// stream goes on.
-	waitFor(ctx, t, "new calls to be refused", func() bool {
+	testwait.For(ctx, t, "new calls to be refused", func() bool {
 		cc := dial(t, env.addr)
 		defer cc.Close()
 		_, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
@@ -576,5 +577,5 @@ func TestDrainTimeoutCancelsCalls(t *testing.T) {
 	if _, err := stream.Recv(); status.Code(err) != codes.Unavailable && status.Code(err) != codes.Canceled {
 		t.Errorf("cut stream ended with %v", err)
 	}
-	waitFor(ctx, t, "the backend to see the cancellation", func() bool { return be.echo.Canceled() == 1 })
+	testwait.For(ctx, t, "the backend to see the cancellation", func() bool { return be.echo.Canceled() == 1 })
 }

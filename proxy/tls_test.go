@@ -14,6 +14,7 @@ import (
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
 	"github.com/quaestor-go/quaestor/internal/testcert"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/proxy"
 	"github.com/quaestor-go/quaestor/routing"
@@ -87,7 +88,7 @@ func TestMutualTLS(t *testing.T) {
 	// A renewed certificate takes effect without a restart.
 	ca.Issue(t, "proxy", 11) // overwrites proxy.pem and proxy-key.pem
 	ctx := testContext(t)
-	waitFor(ctx, t, "the renewed certificate", func() bool {
+	testwait.For(ctx, t, "the renewed certificate", func() bool {
 		_, got, err := tlsCall(t, addr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}})
 		return err == nil && got.SerialNumber.Int64() == 11
 	})

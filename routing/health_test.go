@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/quaestor-go/quaestor/internal/syncbuf"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -78,7 +79,7 @@ func TestHungBackendFoundWhileWatching(t *testing.T) {
 	b := startHangingBackend(t, "b")
 	m := startMonitored(t, routing.PolicyRoundRobin, a, &testBackend{name: b.name, addr: b.addr})
 	ctx := testContext(t)
-	waitFor(ctx, t, "both endpoints healthy and used", func() bool {
+	testwait.For(ctx, t, "both endpoints healthy and used", func() bool {
 		seen := map[string]bool{}
 		for range 4 {
 			if s, err := m.call(ctx); err == nil {
@@ -96,16 +97,16 @@ func TestHungBackendFoundWhileWatching(t *testing.T) {
 		cancelCalls()
 		wg.Wait()
 	}()
-	waitFor(ctx, t, "a call stuck on the hung backend", func() bool {
+	testwait.For(ctx, t, "a call stuck on the hung backend", func() bool {
 		wg.Go(func() { _, _ = m.call(callCtx) })
 		return b.held.Load() > 0
 	})
 	state := m.state(b.addr)
-	waitFor(ctx, t, "the hung backend to turn unhealthy", func() bool { return !state.Healthy() })
+	testwait.For(ctx, t, "the hung backend to turn unhealthy", func() bool { return !state.Healthy() })
 	m.waitOnly(ctx, t, "a", 20)
 
 	b.hang.Store(false)
-	waitFor(ctx, t, "the backend to be healthy again", state.Healthy)
+	testwait.For(ctx, t, "the backend to be healthy again", state.Healthy)
 }
 
 // flipBackend's health Watch pushes each status the test sends on push;
@@ -182,15 +183,15 @@ func TestStaleCheckIgnored(t *testing.T) {
 	eps, _ := table.Endpoints(echoService)
 	state := eps[0].State
 	ctx := testContext(t)
-	waitFor(ctx, t, "healthy", state.Healthy)
+	testwait.For(ctx, t, "healthy", state.Healthy)
 
 	b.hold.Store(true)
 	b.push <- healthpb.HealthCheckResponse_NOT_SERVING
-	waitFor(ctx, t, "unhealthy, and a Check held", func() bool { return !state.Healthy() && b.checks.Load() > 0 })
+	testwait.For(ctx, t, "unhealthy, and a Check held", func() bool { return !state.Healthy() && b.checks.Load() > 0 })
 	b.push <- healthpb.HealthCheckResponse_SERVING
-	waitFor(ctx, t, "healthy again", state.Healthy)
+	testwait.For(ctx, t, "healthy again", state.Healthy)
 	close(b.release)
-	waitFor(ctx, t, "the held Check answered", func() bool { return b.held.Load() > 0 })
+	testwait.For(ctx, t, "the held Check answered", func() bool { return b.held.Load() > 0 })
 	// The monitor takes the answer a moment later; had it counted, the
 	// endpoint would be unhealthy until the next Check 20 ms on.
 	time.Sleep(200 * time.Millisecond)

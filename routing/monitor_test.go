@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	"github.com/quaestor-go/quaestor/routing"
 )
 
@@ -74,11 +75,11 @@ func TestMonitorConnect(t *testing.T) {
 	defer mon.Close()
 	eps, _ := table.Endpoints(echoService)
 	state := eps[0].State
-	waitFor(ctx, t, "the endpoint unhealthy, with its load", func() bool {
+	testwait.For(ctx, t, "the endpoint unhealthy, with its load", func() bool {
 		return !state.Healthy() && state.FreshLoad(time.Now(), time.Minute) != nil
 	})
 	b.health.SetServingStatus(echoService, healthpb.HealthCheckResponse_SERVING)
-	waitFor(ctx, t, "the endpoint healthy", state.Healthy)
+	testwait.For(ctx, t, "the endpoint healthy", state.Healthy)
 	mon.Close()
 
 	mu.Lock()

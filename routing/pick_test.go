@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // Pick never connects: the endpoints of these tests are addresses on
@@ -73,18 +75,6 @@ func pickOne(t *testing.T, r *Router, header metadata.MD, skip func(string) bool
 	return p.Addr
 }
 
-// waitFor polls cond until it holds, failing the test when ctx ends first.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting until %s", what)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -140,13 +130,13 @@ func TestPickFollowsHealth(t *testing.T) {
 			t.Fatalf("picked %s after it went unhealthy", addr)
 		}
 	}
-	waitFor(ctx, t, "the selector is rebuilt without it", func() bool {
+	testwait.For(ctx, t, "the selector to be rebuilt without it", func() bool {
 		pickOne(t, r, nil, nil)
 		return len(r.picks.lookup(testService).snapshot.Load().candidates) == 2
 	})
 
 	down.SetHealthy(true)
-	waitFor(ctx, t, "it is picked again", func() bool { return pickOne(t, r, nil, nil) == down.Addr() })
+	testwait.For(ctx, t, "it to be picked again", func() bool { return pickOne(t, r, nil, nil) == down.Addr() })
 }
 
 // TestPickFollowsTable checks that endpoints added to and removed from
@@ -161,10 +151,10 @@ func TestPickFollowsTable(t *testing.T) {
 
 	added := Endpoint{Addr: "127.0.0.1:9"}
 	table.Update(testService, "etcd", []Endpoint{added})
-	waitFor(ctx, t, "the added endpoint is picked", func() bool { return pickOne(t, r, nil, nil) == added.Addr })
+	testwait.For(ctx, t, "the added endpoint to be picked", func() bool { return pickOne(t, r, nil, nil) == added.Addr })
 	table.Remove(testService, SourceStatic)
 	inARow := 0
-	waitFor(ctx, t, "only the added endpoint is picked", func() bool {
+	testwait.For(ctx, t, "only the added endpoint to be picked", func() bool {
 		if pickOne(t, r, nil, nil) == added.Addr {
 			inARow++
 		} else {
@@ -175,7 +165,7 @@ func TestPickFollowsTable(t *testing.T) {
 
 	before := ps.snapshot.Load()
 	stateOf(t, table, added.Addr).SetLoad(&LoadReport{KnownLoadRate: 0.5, Time: time.Now()})
-	waitFor(ctx, t, "the snapshot is rebuilt after a change of load", func() bool {
+	testwait.For(ctx, t, "the snapshot to be rebuilt after a change of load", func() bool {
 		pickOne(t, r, nil, nil)
 		return ps.snapshot.Load() != before
 	})
@@ -221,7 +211,7 @@ func TestPickEjects(t *testing.T) {
 			t.Fatal("picked an ejected endpoint")
 		}
 	}
-	waitFor(ctx, t, "it is picked again after the ejection", func() bool { return pickOne(t, r, nil, nil) == bad.Addr() })
+	testwait.For(ctx, t, "it to be picked again after the ejection", func() bool { return pickOne(t, r, nil, nil) == bad.Addr() })
 	if n := bad.InFlight(); n != 0 {
 		t.Errorf("%d attempts still in flight", n)
 	}
@@ -281,7 +271,7 @@ func TestPickPolicies(t *testing.T) {
 					stateOf(t, table, addr).SetLoad(&LoadReport{KnownLoadRate: rate, Time: now})
 				}
 				inARow := 0
-				waitFor(ctx, t, "20 attempts in a row go to the least loaded", func() bool {
+				testwait.For(ctx, t, "20 attempts in a row to go to the least loaded", func() bool {
 					if pickOne(t, r, nil, nil) == "127.0.0.1:2" {
 						inARow++
 					} else {

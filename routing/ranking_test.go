@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	loadreportingpb "github.com/quaestor-go/quaestor/proto/loadreporting"
 	"github.com/quaestor-go/quaestor/routing"
@@ -127,7 +128,7 @@ func (m *monitored) call(ctx context.Context) (string, error) {
 func (m *monitored) waitOnly(ctx context.Context, t *testing.T, server string, n int) {
 	t.Helper()
 	inARow := 0
-	waitFor(ctx, t, "calls on "+server+" alone", func() bool {
+	testwait.For(ctx, t, "calls on "+server+" alone", func() bool {
 		callCtx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		if s, err := m.call(callCtx); err == nil && s == server {
@@ -176,7 +177,7 @@ func TestLeastLoadedRanksByReports(t *testing.T) {
 			half := startTestBackend(t, "half", kind.kind, 0.5)
 			m := startMonitored(t, routing.PolicyLeastLoaded, busy, idle, half)
 			ctx := testContext(t)
-			waitFor(ctx, t, "every endpoint's load", func() bool {
+			testwait.For(ctx, t, "every endpoint's load", func() bool {
 				for _, b := range []*testBackend{busy, idle, half} {
 					if s := m.state(b.addr); s == nil || s.Load() == nil {
 						return false
@@ -221,17 +222,17 @@ func TestNotServingGetsNoCalls(t *testing.T) {
 	m := startMonitored(t, routing.PolicyRoundRobin, a, b)
 	ctx := testContext(t)
 	seen := map[string]bool{}
-	waitFor(ctx, t, "calls on both", func() bool { s, _ := m.call(ctx); seen[s] = true; return len(seen) == 2 })
+	testwait.For(ctx, t, "calls on both", func() bool { s, _ := m.call(ctx); seen[s] = true; return len(seen) == 2 })
 
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	waitFor(ctx, t, "a to turn unhealthy", func() bool { return !m.state(a.addr).Healthy() })
+	testwait.For(ctx, t, "a to turn unhealthy", func() bool { return !m.state(a.addr).Healthy() })
 	m.waitOnly(ctx, t, "b", 10)
 	if counts := m.countCalls(ctx, t, 50); counts["a"] != 0 {
 		t.Errorf("calls while a is NOT_SERVING: %v", counts)
 	}
 
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	waitFor(ctx, t, "a back in rotation", func() bool { s, _ := m.call(ctx); return s == "a" })
+	testwait.For(ctx, t, "a back in rotation", func() bool { s, _ := m.call(ctx); return s == "a" })
 }
 
 // TestNoHealthyEndpoint: with every instance NOT_SERVING, calls fail at
@@ -241,7 +242,7 @@ func TestNoHealthyEndpoint(t *testing.T) {
 	m := startMonitored(t, routing.PolicyLeastLoaded, a)
 	ctx := testContext(t)
 	a.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	waitFor(ctx, t, "the call to be refused", func() bool {
+	testwait.For(ctx, t, "the call to be refused", func() bool {
 		_, err := m.call(ctx)
 		return status.Code(err) == codes.Unavailable && containsAll(err.Error(), "no healthy endpoint", echoService)
 	})
@@ -274,7 +275,7 @@ func TestPassiveEjection(t *testing.T) {
 	m := startMonitored(t, routing.PolicyRoundRobin, good, bad)
 	ctx := testContext(t)
 	failures := 0
-	waitFor(ctx, t, "bad to be ejected", func() bool {
+	testwait.For(ctx, t, "bad to be ejected", func() bool {
 		if _, err := m.call(ctx); err != nil {
 			failures++
 		}
@@ -311,10 +312,10 @@ func TestPortClosed(t *testing.T) {
 	m := startMonitored(t, routing.PolicyRoundRobin, a, b)
 	ctx := testContext(t)
 	seen := map[string]bool{}
-	waitFor(ctx, t, "calls on both", func() bool { s, _ := m.call(ctx); seen[s] = true; return len(seen) == 2 })
+	testwait.For(ctx, t, "calls on both", func() bool { s, _ := m.call(ctx); seen[s] = true; return len(seen) == 2 })
 	a.srv.Stop()
 	failures := 0
-	waitFor(ctx, t, "calls to go to b alone", func() bool {
+	testwait.For(ctx, t, "calls to go to b alone", func() bool {
 		for range 20 {
 			s, err := m.call(ctx)
 			if err != nil {
@@ -379,7 +380,7 @@ func TestPerCallORCA(t *testing.T) {
 	if _, err := m.call(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "a per-call report", func() bool {
+	testwait.For(ctx, t, "a per-call report", func() bool {
 		r := m.state(b.addr).Load()
 		return r != nil && r.Source == "orca-call"
 	})
@@ -410,7 +411,7 @@ func TestPollsPausedByCallReports(t *testing.T) {
 	})
 	m := startMonitored(t, routing.PolicyLeastLoaded, b) // polls every 50 ms
 	ctx := testContext(t)
-	waitFor(ctx, t, "a first poll", func() bool { return load.polls.Load() > 0 })
+	testwait.For(ctx, t, "a first poll", func() bool { return load.polls.Load() > 0 })
 
 	// 1 s of calls, one every 10 ms: per-call reports every 100 ms.
 	callFor := func(d time.Duration) {
@@ -434,5 +435,5 @@ func TestPollsPausedByCallReports(t *testing.T) {
 		t.Errorf("latest report %+v, want a per-call one", r)
 	}
 	idle := load.polls.Load()
-	waitFor(ctx, t, "polls to resume once calls stop", func() bool { return load.polls.Load() >= idle+3 })
+	testwait.For(ctx, t, "polls to resume once calls stop", func() bool { return load.polls.Load() >= idle+3 })
 }

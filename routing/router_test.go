@@ -177,16 +177,5 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
-
 func mathFloat64bits(f float64) uint64     { return math.Float64bits(f) }
 func mathFloat64frombits(b uint64) float64 { return math.Float64frombits(b) }

@@ -28,20 +28,6 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // freePort returns a loopback port that was free a moment ago and that no
 // other test in this process was given.
 func freePort(t *testing.T) int {

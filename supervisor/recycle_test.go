@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -24,7 +25,7 @@ func TestRecycleWaitsForRequestsInFlight(t *testing.T) {
 	agent := workerAgent("recycled", 1)
 	agent.RecycleAfter = 300 * time.Millisecond
 	s := startSupervisor(ctx, t, Options{Config: testConfig(t, agent), Logger: logs.logger()})
-	waitFor(ctx, t, "the worker serving", func() bool { return instanceStatus(t, s, "recycled", 0).Health == "SERVING" })
+	testwait.For(ctx, t, "the worker serving", func() bool { return instanceStatus(t, s, "recycled", 0).Health == "SERVING" })
 	first := instanceStatus(t, s, "recycled", 0)
 
 	conn, err := grpc.NewClient(net.JoinHostPort(loopback, strconv.Itoa(first.Port)), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -41,7 +42,7 @@ func TestRecycleWaitsForRequestsInFlight(t *testing.T) {
 	}()
 
 	pid := strconv.Itoa(first.PID)
-	waitFor(ctx, t, "the recycling postponed", func() bool {
+	testwait.For(ctx, t, "the recycling postponed", func() bool {
 		return len(logs.find("recycling postponed: requests in flight", map[string]string{"agent": "recycled"})) > 0
 	})
 	if st := instanceStatus(t, s, "recycled", 0); st.PID != first.PID {
@@ -55,7 +56,7 @@ func TestRecycleWaitsForRequestsInFlight(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the held call did not return")
 	}
-	waitFor(ctx, t, "the instance recycled", func() bool {
+	testwait.For(ctx, t, "the instance recycled", func() bool {
 		st := instanceStatus(t, s, "recycled", 0)
 		return st.PID != 0 && st.PID != first.PID
 	})
@@ -82,7 +83,7 @@ func TestRecycleWithoutServiceNames(t *testing.T) {
 	agent.RecycleAfter = 200 * time.Millisecond
 	s := startSupervisor(ctx, t, Options{Config: testConfig(t, agent)})
 	first := instanceStatus(t, s, "sleeper", 0)
-	waitFor(ctx, t, "two recyclings", func() bool { return instanceStatus(t, s, "sleeper", 0).Restarts >= 2 })
+	testwait.For(ctx, t, "two recyclings", func() bool { return instanceStatus(t, s, "sleeper", 0).Restarts >= 2 })
 	if st := instanceStatus(t, s, "sleeper", 0); st.PID == first.PID {
 		t.Errorf("pid %d unchanged after %d restarts", st.PID, st.Restarts)
 	}

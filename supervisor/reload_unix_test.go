@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestReloadTouchesOnlyWhatChanged reloads {a, b, c} into {b, c', d}
@@ -24,7 +26,7 @@ func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
 	sleeper := func(name string) AgentConfig { return roleAgent(name, "sleep", nil) }
 	cfg := testConfig(t, sleeper("a"), sleeper("b"), sleeper("c"))
 	s := startSupervisor(ctx, t, Options{Config: cfg, Logger: logs.logger()})
-	waitFor(ctx, t, "every agent running", func() bool {
+	testwait.For(ctx, t, "every agent running", func() bool {
 		for _, st := range s.Status() {
 			if st.State != StateRunning || st.PID == 0 {
 				return false

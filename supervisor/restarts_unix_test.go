@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // gone reports whether no process pid is left (reaping it if it is an
@@ -39,7 +41,7 @@ func TestKilledInstanceIsRestartedAndRegisteredAgain(t *testing.T) {
 	})
 	key := reg.key(echoService, "worker-0")
 	var revision int64
-	waitFor(ctx, t, "both instances registered", func() bool {
+	testwait.For(ctx, t, "both instances registered", func() bool {
 		revision = reg.revision(ctx, t, key)
 		return revision != 0 && reg.revision(ctx, t, reg.key(echoService, "worker-1")) != 0 &&
 			instanceStatus(t, s, "worker", 0).Registered && instanceStatus(t, s, "worker", 1).Registered
@@ -51,7 +53,7 @@ func TestKilledInstanceIsRestartedAndRegisteredAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.awaitEvents(ctx, t, key, revision, "DELETE", "PUT")
-	waitFor(ctx, t, "worker-0 running again", func() bool {
+	testwait.For(ctx, t, "worker-0 running again", func() bool {
 		st := instanceStatus(t, s, "worker", 0)
 		return st.PID != 0 && st.PID != before.PID && st.State == StateRunning && st.Registered
 	})
@@ -87,9 +89,9 @@ func TestUnhealthyInstanceIsRestarted(t *testing.T) {
 		Registry: reg.registrar,
 		Logger:   logs.logger(),
 	})
-	waitFor(ctx, t, "the instance registered", func() bool { return instanceStatus(t, s, "sick", 0).Registered })
+	testwait.For(ctx, t, "the instance registered", func() bool { return instanceStatus(t, s, "sick", 0).Registered })
 	first := instanceStatus(t, s, "sick", 0)
-	waitFor(ctx, t, "the instance restarted", func() bool {
+	testwait.For(ctx, t, "the instance restarted", func() bool {
 		st := instanceStatus(t, s, "sick", 0)
 		return st.PID != 0 && st.PID != first.PID
 	})
@@ -126,7 +128,7 @@ func TestCrashLoopBecomesFatal(t *testing.T) {
 	// Draws of 0: every backoff is min_backoff.
 	s := startSupervisor(ctx, t, Options{Config: cfg, Logger: logs.logger(), rand: func() float64 { return 0 }})
 
-	waitFor(ctx, t, "the instance fatal", func() bool { return instanceStatus(t, s, "crasher", 0).State == StateFatal })
+	testwait.For(ctx, t, "the instance fatal", func() bool { return instanceStatus(t, s, "crasher", 0).State == StateFatal })
 	st := instanceStatus(t, s, "crasher", 0)
 	if st.Restarts != 2 || st.PID != 0 || st.LastExit != "exit status 1" || !slices.Contains(st.LastLines, "crashing on purpose") {
 		t.Errorf("fatal instance: restarts %d, pid %d, last exit %q, last lines %q; want 2, 0, \"exit status 1\", with \"crashing on purpose\"",
@@ -144,7 +146,7 @@ func TestCrashLoopBecomesFatal(t *testing.T) {
 		t.Errorf("crash-loop records: %v; want one, with the last lines", fatal)
 	}
 
-	waitFor(ctx, t, "the retry after fatal_retry", func() bool { return len(readStarts(t, startsFile)) >= 4 })
+	testwait.For(ctx, t, "the retry after fatal_retry", func() bool { return len(readStarts(t, startsFile)) >= 4 })
 	starts := readStarts(t, startsFile)
 	for i, min := range []time.Duration{cfg.Restart.MinBackoff, cfg.Restart.MinBackoff, cfg.Restart.FatalRetry} {
 		if gap := starts[i+1].Sub(starts[i]); gap < min {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestStopEndsEveryProcess stops a registered worker and a program whose
@@ -40,11 +42,11 @@ func TestStopEndsEveryProcess(t *testing.T) {
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the worker registered", func() bool {
+	testwait.For(ctx, t, "the worker registered", func() bool {
 		return instanceStatus(t, s, "worker", 0).Registered && len(reg.keys(ctx, t)) == 1
 	})
 	var grandchild int
-	waitFor(ctx, t, "the grandchild's pid", func() bool {
+	testwait.For(ctx, t, "the grandchild's pid", func() bool {
 		data, err := os.ReadFile(pidFile)
 		if err != nil {
 			return false
@@ -69,7 +71,7 @@ func TestStopEndsEveryProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, pid := range pids {
-		waitFor(ctx, t, name+" gone", func() bool { return gone(pid) })
+		testwait.For(ctx, t, name+" gone", func() bool { return gone(pid) })
 	}
 	if keys := reg.keys(ctx, t); len(keys) != 0 {
 		t.Errorf("keys left in etcd after the stop: %q", keys)
@@ -102,7 +104,7 @@ func TestStopKillsWhenItsContextEnds(t *testing.T) {
 	cfg.StopTimeout = time.Minute
 	s := startSupervisor(ctx, t, Options{Config: cfg})
 	// Written after SIGTERM is ignored: a stop now meets a stubborn process.
-	waitFor(ctx, t, "the pid file", func() bool {
+	testwait.For(ctx, t, "the pid file", func() bool {
 		_, err := os.Stat(pidFile)
 		return err == nil
 	})

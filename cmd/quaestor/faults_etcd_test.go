@@ -18,6 +18,7 @@ import (
 
 	"github.com/quaestor-go/quaestor/internal/echoload"
 	"github.com/quaestor-go/quaestor/internal/loopbackport"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing/registry"
 )
@@ -56,20 +57,6 @@ func startEchoLoad(ctx context.Context, t *testing.T, proxyAddr string, workers 
 		_ = cc.Close()
 	})
 	return l
-}
-
-// waitUntil polls cond until it holds or ctx ends.
-func waitUntil(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
 
 func readyz(t *testing.T, admin string) (bool, string) {
@@ -132,12 +119,12 @@ registry: {lease_ttl: 2s}
 
 	startRun := func() *process {
 		p, _ := start(t, "quaestor", "run", "-c", runCfg)
-		waitUntil(ctx, t, "quaestor run to be ready", func() bool { ok, _ := readyz(t, runAdmin); return ok })
+		testwait.For(ctx, t, "quaestor run to be ready", func() bool { ok, _ := readyz(t, runAdmin); return ok })
 		return p
 	}
 	run := startRun()
 	proxyProc, _ := start(t, "quaestor", "proxy", "-c", extCfg)
-	waitUntil(ctx, t, "quaestor proxy to be ready", func() bool { ok, _ := readyz(t, proxyAdmin); return ok })
+	testwait.For(ctx, t, "quaestor proxy to be ready", func() bool { ok, _ := readyz(t, proxyAdmin); return ok })
 	etcdCfg := registry.DefaultEtcdConfig()
 	etcdCfg.Mode, etcdCfg.Endpoints = registry.ModeExternal, []string{"http://" + etcdAddr}
 	client, err := registry.NewClient(etcdCfg)
@@ -155,19 +142,19 @@ registry: {lease_ttl: 2s}
 	register(w2)
 	// The load starts once the proxy routes the service: calls before
 	// that fail for want of a registration, not for a fault.
-	waitUntil(ctx, t, "the registrations", func() bool { return len(registeredLeases(ctx, client)) == 2 })
+	testwait.For(ctx, t, "the registrations", func() bool { return len(registeredLeases(ctx, client)) == 2 })
 	probe, err := grpc.NewClient(proxyListen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer probe.Close()
-	waitUntil(ctx, t, "the proxy to route Echo", func() bool {
+	testwait.For(ctx, t, "the proxy to route Echo", func() bool {
 		_, err := examplev1.NewEchoClient(probe).Unary(ctx, &examplev1.EchoRequest{})
 		return err == nil
 	})
 	load := startEchoLoad(ctx, t, proxyListen, pickChaos(2, 4))
-	waitUntil(ctx, t, "calls to reach the first worker", load.ReachedAfresh(w1))
-	waitUntil(ctx, t, "calls to reach the second worker", load.ReachedAfresh(w2))
+	testwait.For(ctx, t, "calls to reach the first worker", load.ReachedAfresh(w1))
+	testwait.For(ctx, t, "calls to reach the second worker", load.ReachedAfresh(w2))
 
 	for cycle := range cycles {
 		before := registeredLeases(ctx, client)
@@ -179,7 +166,7 @@ registry: {lease_ttl: 2s}
 		}
 		stopping := time.Now()
 		var gapBody string
-		waitUntil(ctx, t, "the proxy's /readyz to report the gap", func() bool {
+		testwait.For(ctx, t, "the proxy's /readyz to report the gap", func() bool {
 			ok, body := readyz(t, proxyAdmin)
 			gapBody, _, _ = strings.Cut(body, "\n")
 			return !ok
@@ -202,14 +189,14 @@ registry: {lease_ttl: 2s}
 
 		run = startRun()
 		restarted := time.Now()
-		waitUntil(ctx, t, "the proxy's /readyz after the restart", func() bool { ok, _ := readyz(t, proxyAdmin); return ok })
+		testwait.For(ctx, t, "the proxy's /readyz after the restart", func() bool { ok, _ := readyz(t, proxyAdmin); return ok })
 		proxyReady := time.Since(restarted)
 		// Each register command's keep-alives went unanswered for longer
 		// than the lease TTL; its instance is in etcd again under a live
 		// lease: the same one, which etcd extended on its restart, or a
 		// new one had it expired.
 		var after map[string]clientv3.LeaseID
-		waitUntil(ctx, t, "the registrations under live leases", func() bool {
+		testwait.For(ctx, t, "the registrations under live leases", func() bool {
 			after = registeredLeases(ctx, client)
 			if len(after) != len(before) {
 				return false
@@ -238,13 +225,13 @@ registry: {lease_ttl: 2s}
 	startAt := time.Now()
 	w3 := startWorker(t)
 	register(w3)
-	waitUntil(ctx, t, "calls to reach a worker registered after the restart", load.ReachedAfresh(w3))
+	testwait.For(ctx, t, "calls to reach a worker registered after the restart", load.ReachedAfresh(w3))
 	added := time.Since(startAt)
 	startAt = time.Now()
 	if err := registers[w1].cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(ctx, t, "calls to leave a worker deregistered after the restart", load.AwayFrom(w1, 100))
+	testwait.For(ctx, t, "calls to leave a worker deregistered after the restart", load.AwayFrom(w1, 100))
 	t.Logf("after recovery: a new worker served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(startAt).Round(time.Millisecond))
 	load.Stop()

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // member is one etcd member running in its own process.
@@ -90,7 +92,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	if err := reg.Register(ctx, Instance{Service: echoService, ID: "a", Addr: a}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "a in the table", func() bool { return slices.Equal(r.addrs(echoService), []string{a}) })
+	testwait.For(ctx, t, "a in the table", func() bool { return slices.Equal(r.addrs(echoService), []string{a}) })
 
 	// One member down: registration and discovery go on.
 	members[0].kill(t)
@@ -99,7 +101,7 @@ func TestThreeMemberCluster(t *testing.T) {
 	}
 	want := []string{a, b}
 	slices.Sort(want)
-	waitFor(ctx, t, "b in the table with one member down", func() bool { return slices.Equal(r.addrs(echoService), want) })
+	testwait.For(ctx, t, "b in the table with one member down", func() bool { return slices.Equal(r.addrs(echoService), want) })
 	// The lease outlives several TTLs on two members.
 	time.Sleep(3 * MinLeaseTTL / 2)
 	if got := r.addrs(echoService); !slices.Equal(got, want) {
@@ -109,9 +111,9 @@ func TestThreeMemberCluster(t *testing.T) {
 	// All down: the table keeps the last known endpoints and calls go on.
 	members[1].kill(t)
 	members[2].kill(t)
-	waitFor(ctx, t, "discovery to see the outage", func() bool { return !r.disc.Status().Ready() })
+	testwait.For(ctx, t, "discovery to see the outage", func() bool { return !r.disc.Status().Ready() })
 	seen := map[string]bool{}
-	waitFor(ctx, t, "calls to reach a and b with etcd down", func() bool {
+	testwait.For(ctx, t, "calls to reach a and b with etcd down", func() bool {
 		seen[r.call(ctx, t)] = true
 		return len(seen) == 2
 	})
@@ -130,11 +132,11 @@ func TestThreeMemberCluster(t *testing.T) {
 	}
 	want = append(want, c)
 	slices.Sort(want)
-	waitFor(ctx, t, "discovery to catch up", func() bool {
+	testwait.For(ctx, t, "discovery to catch up", func() bool {
 		return r.disc.Status().Ready() && slices.Equal(r.addrs(echoService), want)
 	})
 	clear(seen)
-	waitFor(ctx, t, "calls to reach all three", func() bool {
+	testwait.For(ctx, t, "calls to reach all three", func() bool {
 		seen[r.call(ctx, t)] = true
 		return len(seen) == 3
 	})

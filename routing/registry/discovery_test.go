@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing"
 )
@@ -93,7 +94,7 @@ func TestRegistrationIsRoutedWithinASecond(t *testing.T) {
 	}
 	within, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	waitFor(within, t, "the registration to reach the routing table", func() bool {
+	testwait.For(within, t, "the registration to reach the routing table", func() bool {
 		return slices.Equal(r.addrs(echoService), []string{addr})
 	})
 	eps, _ := r.table.Endpoints(echoService)
@@ -119,7 +120,7 @@ func TestExactServiceMatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(ctx, t, "both services", func() bool { return len(r.table.Services()) == 2 })
+	testwait.For(ctx, t, "both services", func() bool { return len(r.table.Services()) == 2 })
 	if diff := cmp.Diff([]string{"127.0.0.1:1001"}, r.addrs("Worker")); diff != "" {
 		t.Errorf("Worker (-want +got):\n%s", diff)
 	}
@@ -142,15 +143,15 @@ func TestKilledRegistrantExpires(t *testing.T) {
 		t.Fatalf("registrant: %v", err)
 	}
 	victim := strings.TrimSpace(line)
-	waitFor(ctx, t, "both instances", func() bool { return len(r.addrs(echoService)) == 2 })
+	testwait.For(ctx, t, "both instances", func() bool { return len(r.addrs(echoService)) == 2 })
 	seen := map[string]bool{}
-	waitFor(ctx, t, "calls to reach both", func() bool { seen[r.call(ctx, t)] = true; return len(seen) == 2 })
+	testwait.For(ctx, t, "calls to reach both", func() bool { seen[r.call(ctx, t)] = true; return len(seen) == 2 })
 
 	if err := proc.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
-	waitFor(ctx, t, "the killed instance to expire", func() bool {
+	testwait.For(ctx, t, "the killed instance to expire", func() bool {
 		return slices.Equal(r.addrs(echoService), []string{survivor})
 	})
 	// It went when its 2 s lease ran out, not before.
@@ -177,18 +178,18 @@ func TestCloseDeregistersAtOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(ctx, t, "the registrations", func() bool { return len(r.addrs(echoService)) == 2 })
+	testwait.For(ctx, t, "the registrations", func() bool { return len(r.addrs(echoService)) == 2 })
 	if err := reg.Deregister(ctx, echoService, "127.0.0.1:1001"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the deregistration", func() bool { return len(r.addrs(echoService)) == 1 })
+	testwait.For(ctx, t, "the deregistration", func() bool { return len(r.addrs(echoService)) == 1 })
 	if err := reg.Close(); err != nil {
 		t.Fatal(err)
 	}
 	// The lease is a minute long: only the revoke can remove it this soon.
 	within, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	waitFor(within, t, "Close to remove the instance", func() bool { return !r.table.Has(echoService) })
+	testwait.For(within, t, "Close to remove the instance", func() bool { return !r.table.Has(echoService) })
 }
 
 func TestBadValueSkipped(t *testing.T) {
@@ -207,7 +208,7 @@ func TestBadValueSkipped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(ctx, t, "the bad entries to be skipped", func() bool { return r.disc.Status().Skipped == 3 })
+	testwait.For(ctx, t, "the bad entries to be skipped", func() bool { return r.disc.Status().Skipped == 3 })
 	if diff := cmp.Diff([]string{"127.0.0.1:1001"}, r.addrs(echoService)); diff != "" {
 		t.Errorf("endpoints (-want +got):\n%s", diff)
 	}
@@ -215,11 +216,11 @@ func TestBadValueSkipped(t *testing.T) {
 	if _, err := etcd.client.Put(ctx, prefix+"garbage", `{"Op":0,"Addr":"127.0.0.1:1002"}`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the mended entry", func() bool { return len(r.addrs(echoService)) == 2 })
+	testwait.For(ctx, t, "the mended entry", func() bool { return len(r.addrs(echoService)) == 2 })
 	if _, err := etcd.client.Put(ctx, prefix+"good", `{"Op":0,"Addr":""}`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the broken entry to leave", func() bool {
+	testwait.For(ctx, t, "the broken entry to leave", func() bool {
 		return slices.Equal(r.addrs(echoService), []string{"127.0.0.1:1002"})
 	})
 	if !r.disc.Status().Watching {
@@ -244,10 +245,10 @@ func TestWatchRecoversAfterCompaction(t *testing.T) {
 	}
 	put("a", "127.0.0.1:1001")
 	put("b", "127.0.0.1:1002")
-	waitFor(ctx, t, "the first entries", func() bool { return len(r.addrs(echoService)) == 2 })
+	testwait.For(ctx, t, "the first entries", func() bool { return len(r.addrs(echoService)) == 2 })
 
 	cut.setCut(true)
-	waitFor(ctx, t, "the outage to show", func() bool { return !r.disc.Status().Connected })
+	testwait.For(ctx, t, "the outage to show", func() bool { return !r.disc.Status().Connected })
 	// While cut off: the table keeps the last known endpoints.
 	if got := r.addrs(echoService); len(got) != 2 {
 		t.Fatalf("endpoints while cut off: %v", got)
@@ -267,15 +268,15 @@ func TestWatchRecoversAfterCompaction(t *testing.T) {
 	restarts := r.disc.Status().Restarts
 	cut.setCut(false)
 
-	waitFor(ctx, t, "discovery to catch up", func() bool {
+	testwait.For(ctx, t, "discovery to catch up", func() bool {
 		return slices.Equal(r.addrs(echoService), []string{"127.0.0.1:1003", "127.0.0.1:1022"})
 	})
-	waitFor(ctx, t, "the watch to run again", func() bool { return r.disc.Status().Ready() })
+	testwait.For(ctx, t, "the watch to run again", func() bool { return r.disc.Status().Ready() })
 	if r.disc.Status().Restarts <= restarts {
 		t.Errorf("restarts did not grow: %d", r.disc.Status().Restarts)
 	}
 	put("d", "127.0.0.1:1004")
-	waitFor(ctx, t, "a change after recovery", func() bool { return len(r.addrs(echoService)) == 3 })
+	testwait.For(ctx, t, "a change after recovery", func() bool { return len(r.addrs(echoService)) == 3 })
 }
 
 // TestLeaseLostReRegisters revokes the registrar's lease behind its back,
@@ -289,13 +290,13 @@ func TestLeaseLostReRegisters(t *testing.T) {
 	if err := reg.Register(ctx, Instance{Service: echoService, ID: "i1", Addr: "127.0.0.1:1001"}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "the registration", func() bool { return r.table.Has(echoService) })
+	testwait.For(ctx, t, "the registration", func() bool { return r.table.Has(echoService) })
 	lease := reg.Lease()
 	if _, err := etcd.client.Revoke(ctx, lease); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "a new lease", func() bool { return reg.Lease() != 0 && reg.Lease() != lease })
-	waitFor(ctx, t, "the instance back", func() bool { return r.table.Has(echoService) })
+	testwait.For(ctx, t, "a new lease", func() bool { return reg.Lease() != 0 && reg.Lease() != lease })
+	testwait.For(ctx, t, "the instance back", func() bool { return r.table.Has(echoService) })
 	if reg.LeasesLost() != 1 {
 		t.Errorf("leases lost = %d, want 1", reg.LeasesLost())
 	}
@@ -317,7 +318,7 @@ func TestRegisterWhileEtcdAway(t *testing.T) {
 		t.Fatalf("Register with etcd away: %v", err)
 	}
 	cut.setCut(false)
-	waitFor(ctx, t, "the instance once etcd is back", func() bool { return r.table.Has(echoService) })
+	testwait.For(ctx, t, "the instance once etcd is back", func() bool { return r.table.Has(echoService) })
 }
 
 func TestRegisterRejectsBadInstances(t *testing.T) {
@@ -368,7 +369,7 @@ func TestStockEtcdResolver(t *testing.T) {
 	}
 	defer cc.Close()
 	seen := map[string]bool{}
-	waitFor(ctx, t, "calls to reach both instances", func() bool {
+	testwait.For(ctx, t, "calls to reach both instances", func() bool {
 		resp, err := examplev1.NewEchoClient(cc).Unary(ctx, &examplev1.EchoRequest{})
 		if err != nil {
 			t.Fatal(err)
@@ -403,8 +404,8 @@ func TestAllowedNetworks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(ctx, t, "two entries skipped", func() bool { return disc.Status().Skipped == 2 })
-	waitFor(ctx, t, "the allowed entries", func() bool {
+	testwait.For(ctx, t, "two entries skipped", func() bool { return disc.Status().Skipped == 2 })
+	testwait.For(ctx, t, "the allowed entries", func() bool {
 		eps, _ := table.Endpoints(echoService)
 		return len(eps) == 2
 	})

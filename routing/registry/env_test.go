@@ -117,20 +117,6 @@ func startEcho(t testing.TB, name string) string {
 	return lis.Addr().String()
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(ctx context.Context, t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
-}
-
 // cutter is a TCP forwarder on loopback whose connections a test can cut,
 // to play a network partition between a client and etcd.
 type cutter struct {

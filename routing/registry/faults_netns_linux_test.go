@@ -17,6 +17,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // netnsLink is two network namespaces made by a test and joined by a veth
@@ -209,7 +211,7 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
+	testwait.For(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	// recovering counts the calls failed between the link coming back and
 	// the router serving both backends again (see the doc comment).
@@ -245,7 +247,7 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 			t.Errorf("the lease outlived a cut of %s with a TTL of %s", cut, MinLeaseTTL)
 		}
 		waitTable(ctx, t, r, "a and b in the table again", 2)
-		waitFor(ctx, t, "calls to reach a and b again", load.ReachedAfresh("a", "b"))
+		testwait.For(ctx, t, "calls to reach a and b again", load.ReachedAfresh("a", "b"))
 		failedRecovering := load.Failed() - failedBefore - failedCut
 		recovering += failedRecovering
 		t.Logf("cycle %d: cut for %s, after %v; %d calls failed while cut; after the link is back %v (watch restarts %d → %d); "+
@@ -255,13 +257,13 @@ func TestFaultEtcdPartitionNetns(t *testing.T) {
 
 	start := time.Now()
 	registerEchoes(ctx, t, reg, "c")
-	waitFor(ctx, t, "calls to reach c, registered after recovery", load.ReachedAfresh("c"))
+	testwait.For(ctx, t, "calls to reach c, registered after recovery", load.ReachedAfresh("c"))
 	added := time.Since(start)
 	start = time.Now()
 	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "calls to leave a, deregistered after recovery", load.AwayFrom("a", awayRun))
+	testwait.For(ctx, t, "calls to leave a, deregistered after recovery", load.AwayFrom("a", awayRun))
 	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	reportLoad(t, load, recovering)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/quaestor-go/quaestor/internal/echoload"
 	"github.com/quaestor-go/quaestor/internal/loopbackport"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // The fault tests (TestFault...) run a short version in `make test`; with
@@ -93,7 +94,7 @@ const awayRun = 100
 func timeUntil(ctx context.Context, t *testing.T, since time.Time, conds map[string]func() bool) map[string]time.Duration {
 	t.Helper()
 	took := map[string]time.Duration{}
-	waitFor(ctx, t, fmt.Sprint(slices.Sorted(maps.Keys(conds))), func() bool {
+	testwait.For(ctx, t, fmt.Sprint(slices.Sorted(maps.Keys(conds))), func() bool {
 		for what, cond := range conds {
 			if _, done := took[what]; !done && cond() {
 				took[what] = time.Since(since).Round(time.Millisecond)
@@ -139,7 +140,7 @@ func registerEchoes(ctx context.Context, t *testing.T, reg *Registrar, names ...
 // waitTable waits until the table lists exactly n endpoints of Echo.
 func waitTable(ctx context.Context, t *testing.T, r *routed, what string, n int) {
 	t.Helper()
-	waitFor(ctx, t, what, func() bool { return len(r.addrs(echoService)) == n })
+	testwait.For(ctx, t, what, func() bool { return len(r.addrs(echoService)) == n })
 }
 
 // TestFaultEmbeddedEtcdRestart stops the embedded etcd and starts it
@@ -178,7 +179,7 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
+	testwait.For(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	for cycle := range cycles {
 		lost := reg.LeasesLost()
@@ -213,13 +214,13 @@ func TestFaultEmbeddedEtcdRestart(t *testing.T) {
 	// Changes made after recovery reach the router.
 	start := time.Now()
 	registerEchoes(ctx, t, reg, "c")
-	waitFor(ctx, t, "calls to reach c, registered after the restart", load.ReachedAfresh("c"))
+	testwait.For(ctx, t, "calls to reach c, registered after the restart", load.ReachedAfresh("c"))
 	added := time.Since(start)
 	start = time.Now()
 	if err := reg.Deregister(ctx, echoService, "a"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(ctx, t, "calls to leave a, deregistered after the restart", load.AwayFrom("a", awayRun))
+	testwait.For(ctx, t, "calls to leave a, deregistered after the restart", load.AwayFrom("a", awayRun))
 	t.Logf("after recovery: a new backend served in %s, a deregistered one left in %s",
 		added.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	reportLoad(t, load, 0)
@@ -245,7 +246,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 	keys := registerEchoes(ctx, t, reg, "a", "b")
 	waitTable(ctx, t, r, "a and b in the table", 2)
 	load := startLoad(ctx, t, r, pick(2, 4))
-	waitFor(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
+	testwait.For(ctx, t, "calls to reach a and b", load.ReachedAfresh("a", "b"))
 
 	for cycle := range cycles {
 		first, second := c.members[cycle%3], c.members[(cycle+1)%3]
@@ -255,7 +256,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		extra := fmt.Sprintf("x%d", cycle+1)
 		start := time.Now()
 		extraKeys := registerEchoes(ctx, t, reg, extra)
-		waitFor(ctx, t, "calls to reach a backend registered with one member down", load.ReachedAfresh(extra))
+		testwait.For(ctx, t, "calls to reach a backend registered with one member down", load.ReachedAfresh(extra))
 		t.Logf("cycle %d: %s down: a new backend served in %s", cycle+1, first.name, time.Since(start).Round(time.Millisecond))
 		hold(ctx, t, oneDown)
 
@@ -288,7 +289,7 @@ func TestFaultClusterQuorumLoss(t *testing.T) {
 		if err := reg.Deregister(ctx, echoService, extra); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(ctx, t, "calls to leave a backend deregistered after recovery", load.AwayFrom(extra, awayRun))
+		testwait.For(ctx, t, "calls to leave a backend deregistered after recovery", load.AwayFrom(extra, awayRun))
 		t.Logf("cycle %d: no quorum for %s, after %v; %d calls failed so far; after recovery %v, leases granted again: %d; a backend deregistered then left in %s",
 			cycle+1, noQuorum, down, failedDown, back, reg.LeasesLost()-lost, time.Since(start).Round(time.Millisecond))
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	"github.com/quaestor-go/quaestor/routing"
 )
 
@@ -40,7 +41,7 @@ func TestOnlyOwnPrefixAndScopeTrusted(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"127.0.0.1:1", "127.0.0.1:6"}
-	waitFor(ctx, t, "the own entries", func() bool {
+	testwait.For(ctx, t, "the own entries", func() bool {
 		eps, _ := table.Endpoints(echoService)
 		return len(eps) == len(want)
 	})

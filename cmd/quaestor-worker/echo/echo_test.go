@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
 
@@ -168,28 +169,6 @@ func receiveAll(stream grpc.ServerStreamingClient[examplev1.EchoResponse]) ([]*e
 		}
 		responses = append(responses, resp)
 	}
-}
-
-// waitFor polls cond until it holds, failing the test when ctx ends first.
-func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	if err := poll(ctx, cond); err != nil {
-		t.Fatalf("waiting for %s: %v", what, err)
-	}
-}
-
-// poll returns once cond holds, or with ctx's error when ctx ends first.
-func poll(ctx context.Context, cond func() bool) error {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-tick.C:
-		}
-	}
-	return nil
 }
 
 func TestResponses(t *testing.T) {
@@ -376,7 +355,7 @@ func TestSendHeadersFirst(t *testing.T) {
 			}
 
 			cancelCall()
-			waitFor(ctx, t, "the cancelled call to end", func() bool {
+			testwait.For(ctx, t, "the cancelled call to end", func() bool {
 				return srv.Canceled() == 1 && srv.InFlight() == 0
 			})
 		})
@@ -502,7 +481,7 @@ func TestCancellation(t *testing.T) {
 				var wg sync.WaitGroup
 				defer wg.Wait()
 				wg.Go(func() {
-					if err := poll(ctx, func() bool { return srv.InFlight() == 1 }); err != nil {
+					if err := testwait.Poll(ctx, func() bool { return srv.InFlight() == 1 }); err != nil {
 						t.Errorf("waiting for the call to start: %v", err)
 					}
 					cancelCall()
@@ -513,7 +492,7 @@ func TestCancellation(t *testing.T) {
 			if code := status.Code(got.err); code != tt.wantCode {
 				t.Errorf("%s: %v, want code %v", tt.kind, got.err, tt.wantCode)
 			}
-			waitFor(ctx, t, "the cancelled call to end", func() bool {
+			testwait.For(ctx, t, "the cancelled call to end", func() bool {
 				return srv.Canceled() == 1 && srv.InFlight() == 0
 			})
 		})
@@ -543,9 +522,9 @@ func TestCancelledReceive(t *testing.T) {
 			if err := stream.SendMsg(&examplev1.EchoRequest{Payload: []byte("first")}); err != nil {
 				t.Fatalf("sending: %v", err)
 			}
-			waitFor(ctx, t, "the call to start", func() bool { return srv.InFlight() == 1 })
+			testwait.For(ctx, t, "the call to start", func() bool { return srv.InFlight() == 1 })
 			cancelCall()
-			waitFor(ctx, t, "the cancelled call to end", func() bool {
+			testwait.For(ctx, t, "the cancelled call to end", func() bool {
 				return srv.Canceled() == 1 && srv.InFlight() == 0
 			})
 		})

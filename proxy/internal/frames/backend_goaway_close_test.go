@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestBackendGoAwayConnectionClosed: a backend answers each call, then
@@ -28,5 +30,5 @@ func TestBackendGoAwayConnectionClosed(t *testing.T) {
 	}
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	waitFor(wctx, t, "the engine to close the connections the backend sent away", func() bool { return b.connected.Load() == 0 })
+	testwait.For(wctx, t, "the engine to close the connections the backend sent away", func() bool { return b.connected.Load() == 0 })
 }

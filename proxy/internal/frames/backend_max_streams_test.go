@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // countingListener counts the connections it accepted and those still
@@ -78,10 +80,10 @@ func TestBackendMaxStreamsConnections(t *testing.T) {
 				}
 			})
 		}
-		waitFor(ctx, t, "6 calls at the backend", func() bool { return started.Load() == 6 })
+		testwait.For(ctx, t, "6 calls at the backend", func() bool { return started.Load() == 6 })
 		close(release)
 		wg.Wait()
 		t.Logf("round %d: backend accepted %d connections, %d open", round, lis.accepted.Load(), lis.open.Load())
 	}
-	waitFor(ctx, t, "idle spare connections to close", func() bool { return lis.open.Load() <= 3 })
+	testwait.For(ctx, t, "idle spare connections to close", func() bool { return lis.open.Load() <= 3 })
 }

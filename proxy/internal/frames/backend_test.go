@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // failoverRouter sends calls to the first of its backends that the call
@@ -73,10 +75,10 @@ func TestBackendGoAwayRetried(t *testing.T) {
 			}
 		})
 	}
-	waitFor(ctx, t, "calls under way", func() bool { return calls.Load() >= 200 })
+	testwait.For(ctx, t, "calls under way", func() bool { return calls.Load() >= 200 })
 	first.srv.GracefulStop()
 	after := calls.Load()
-	waitFor(ctx, t, "calls after the GOAWAY", func() bool { return calls.Load() >= after+500 })
+	testwait.For(ctx, t, "calls after the GOAWAY", func() bool { return calls.Load() >= after+500 })
 	close(stop)
 	wg.Wait()
 	close(errs)
@@ -178,7 +180,7 @@ func TestBackendResetCodes(t *testing.T) {
 	if n := refusedLate.Load(); n != 1 {
 		t.Errorf("backend saw %d attempts of a call refused after headers, want 1", n)
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 // TestBackendLostMidCall: the backend's connection ends while a call
@@ -211,7 +213,7 @@ func TestBackendLostMidCall(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), b.addr) {
 		t.Fatalf("after the backend went: %v, want UNAVAILABLE naming %s", st, b.addr)
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 // TestBackendRemoved: RemoveBackend lets the calls on the backend end;
@@ -251,5 +253,5 @@ func TestBackendRemoved(t *testing.T) {
 	if err := s.RecvMsg(&pong); !errors.Is(err, io.EOF) {
 		t.Fatalf("the call's end: %v", err)
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestBackendReadyDialFailuresRace: Ready dials a backend whose dials
@@ -18,10 +20,10 @@ func TestBackendReadyDialFailuresRace(t *testing.T) {
 		return nil, errors.New("refused by the test")
 	}, nil)
 	for range 3 {
-		waitFor(ctx, t, "the backoff to end", func() bool { return !b.Failing(time.Now()) })
+		testwait.For(ctx, t, "the backoff to end", func() bool { return !b.Failing(time.Now()) })
 		if b.Ready() {
 			t.Fatal("a backend that cannot be dialled is ready")
 		}
-		waitFor(ctx, t, "the dial to fail", func() bool { return b.Failing(time.Now()) })
+		testwait.For(ctx, t, "the dial to fail", func() bool { return b.Failing(time.Now()) })
 	}
 }

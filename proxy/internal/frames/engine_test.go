@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 func TestEngineUnary(t *testing.T) {
@@ -250,7 +252,7 @@ func TestEngineConcurrentStreams(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 // TestEngineClientCancelReachesBackend checks a client's cancel resets the
@@ -290,7 +292,7 @@ func TestEngineClientCancelReachesBackend(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the backend never saw the cancel")
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 // TestEngineDeadline checks the client's deadline reaches the backend
@@ -325,7 +327,7 @@ func TestEngineDeadline(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the backend's call never ended")
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 func TestEngineBackendUnreachable(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/http2"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestFlowEndAfterWholeChunk has a response wait for the client's window
@@ -30,7 +32,7 @@ func TestFlowEndAfterWholeChunk(t *testing.T) {
 		}
 		nextFrame(ctx, t, frames, "response headers", func(f rawFrame) bool { return f.StreamID == id && f.Type == http2.FrameHeaders })
 		// The response and its trailers wait, whole, for this.
-		waitFor(ctx, t, "the response to be queued", func() bool {
+		testwait.For(ctx, t, "the response to be queued", func() bool {
 			c := clientCall(e.Engine, id)
 			if c == nil {
 				return false

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // randomResponse is the response body a seed stands for: 1 to 4 gRPC
@@ -114,7 +116,7 @@ func TestFlowRandom(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
 }
 
 // randomCall makes one call on stream id and checks its response, unless

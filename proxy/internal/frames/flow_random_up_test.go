@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // windowBackend is a raw backend for client streams that gives window
@@ -137,7 +139,7 @@ func TestFlowRandomRequests(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			waitFor(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
+			testwait.For(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
 			backend.mu.Lock()
 			defer backend.mu.Unlock()
 			if backend.overrun != "" {

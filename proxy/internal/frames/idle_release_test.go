@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/quaestor-go/quaestor/internal/testcert"
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // bufferSizes are the read buffers of an engine's client connection and
@@ -94,7 +95,7 @@ func TestIdleCallReleasesBuffers(t *testing.T) {
 				t.Fatalf("read buffers %+v after 2 MiB each way, want both grown", b)
 			}
 			t.Logf("%d connections with large write buffers after 2 MiB each way", largeWriteBuffers(e))
-			waitFor(ctx, t, "the idle call's connections to give back their buffers", func() bool {
+			testwait.For(ctx, t, "the idle call's connections to give back their buffers", func() bool {
 				b := readBuffers(e)
 				return b.client == initialReadBuf && b.backend == initialReadBuf && largeWriteBuffers(e) == 0
 			})
@@ -131,7 +132,7 @@ func TestIdleReleaseKeepsHalfReadFrame(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(ctx, t, "the client connection's read buffer to grow", func() bool {
+	testwait.For(ctx, t, "the client connection's read buffer to grow", func() bool {
 		return readBuffers(e).clientPeak > initialReadBuf
 	})
 	// The half frame is written on the socket itself: the client's

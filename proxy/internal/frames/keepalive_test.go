@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 func isType(typ http2.FrameType) func(rawFrame) bool {
@@ -139,6 +141,6 @@ func TestMaxConnectionAge(t *testing.T) {
 		}
 		nextFrame(ctx, t, frames, "GOAWAY", isType(http2.FrameGoAway))
 		waitClosed(ctx, t, frames)
-		waitFor(ctx, t, "the cut call to end", func() bool { return e.InFlight() == 0 })
+		testwait.For(ctx, t, "the cut call to end", func() bool { return e.InFlight() == 0 })
 	})
 }

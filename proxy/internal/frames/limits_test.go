@@ -9,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // TestMessageSizeLimit: a request or response message over MaxMessageSize
@@ -59,7 +61,7 @@ func TestMessageSizeLimit(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the backend's streaming call never ended")
 	}
-	waitFor(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "no call in flight", func() bool { return e.InFlight() == 0 })
 }
 
 // TestMaxConcurrentStreams: the engine advertises the limit, and refuses

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // flakyBackend is a raw backend that fails each call in one of the ways
@@ -127,7 +129,7 @@ func TestRetryRandom(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	waitFor(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
+	testwait.For(ctx, t, "the engine to end every call", func() bool { return e.InFlight() == 0 })
 	good.mu.Lock()
 	defer good.mu.Unlock()
 	if good.overrun != "" {

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // retryRouter sends a call's first attempt to first, later ones to
@@ -81,7 +83,7 @@ func TestRetryUnavailableReplaysRequest(t *testing.T) {
 	if turnedDown.Load() != 1 || delays.Load() != 1 {
 		t.Errorf("first backend turned down %d attempts, RetryDelay asked %d times; want 1 and 1", turnedDown.Load(), delays.Load())
 	}
-	waitFor(ctx, t, "both attempts' Done", func() bool { return router.ended.Load() == 2 })
+	testwait.For(ctx, t, "both attempts' Done", func() bool { return router.ended.Load() == 2 })
 }
 
 // TestRetryNotAfterResponseHeaders: once the backend's response headers

@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/internal/testwait"
 )
 
 // heldBackend serves calls that echo one message, then wait for release
@@ -69,7 +71,7 @@ func TestShutdownWaitsForCalls(t *testing.T) {
 	}
 	shutdown := make(chan error, 1)
 	go func() { shutdown <- e.Shutdown(ctx) }()
-	waitFor(ctx, t, "the listener to close", func() bool { return !accepting(e.addr) })
+	testwait.For(ctx, t, "the listener to close", func() bool { return !accepting(e.addr) })
 	select {
 	case err := <-shutdown:
 		t.Fatalf("Shutdown returned (%v) with a call in flight", err)
