@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/grpcstop"
 	"github.com/quaestor-go/quaestor/loadreport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 	"github.com/quaestor-go/quaestor/routing/registry"
@@ -145,7 +146,7 @@ func serveBackend(ctx context.Context, stdout, stderr io.Writer) error {
 			regErr := reg.Close()
 			healthServer.Shutdown()
 			reporter.Close()
-			stopGracefully(gs, backendStopTimeout)
+			grpcstop.Gracefully(gs, backendStopTimeout)
 			if err := <-served; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 				return err
 			}
@@ -157,23 +158,5 @@ func serveBackend(ctx context.Context, stdout, stderr io.Writer) error {
 func setHealth(h *health.Server, st healthpb.HealthCheckResponse_ServingStatus) {
 	for _, service := range []string{"", echoService} {
 		h.SetServingStatus(service, st)
-	}
-}
-
-// stopGracefully lets running calls finish for up to timeout, then closes
-// them.
-func stopGracefully(gs *grpc.Server, timeout time.Duration) {
-	stopped := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(stopped)
-	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-stopped:
-	case <-t.C:
-		gs.Stop()
-		<-stopped
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor-worker/echo"
+	"github.com/quaestor-go/quaestor/internal/grpcstop"
 	"github.com/quaestor-go/quaestor/loadreport"
 	examplev1 "github.com/quaestor-go/quaestor/proto/example/v1"
 )
@@ -158,7 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// Ends the ORCA out-of-band streams, which would hold up the
 		// graceful stop; ReportLoad still answers with the last sample.
 		reporter.Close()
-		stopGracefully(gs, gracefulStopTimeout, log)
+		if grpcstop.Gracefully(gs, gracefulStopTimeout) {
+			log.Warn("graceful stop timed out; closing the remaining calls", "timeout", gracefulStopTimeout)
+		}
 		serveErr = <-served
 	case serveErr = <-served:
 		gs.Stop()
@@ -186,26 +189,6 @@ func turnUnhealthyAfter(ctx context.Context, d time.Duration, healthServer *heal
 		healthServer.SetServingStatus(service, healthpb.HealthCheckResponse_NOT_SERVING)
 	}
 	log.Warn("turned unhealthy as asked", "unhealthy_after", d)
-}
-
-// stopGracefully lets running calls finish, for up to timeout, then closes
-// them. Health watches only end when closed, so a watched worker takes the
-// whole timeout.
-func stopGracefully(gs *grpc.Server, timeout time.Duration, log *slog.Logger) {
-	stopped := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(stopped)
-	}()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-stopped:
-	case <-t.C:
-		log.Warn("graceful stop timed out; closing the remaining calls", "timeout", timeout)
-		gs.Stop()
-		<-stopped
-	}
 }
 
 // exitCode reports err on stderr and returns the process's exit status: 0
