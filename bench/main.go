@@ -31,6 +31,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/quaestor-go/quaestor/internal/procs"
 )
 
 func main() {
@@ -191,20 +193,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	info := runInfo{
-		date:       time.Now(),
-		goVersion:  fmt.Sprintf("go version %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
-		gomaxprocs: runtime.GOMAXPROCS(0),
-		numCPU:     runtime.NumCPU(),
-		cpuModel:   cpuModel(),
-		command:    commandLine(args),
-		loadStart:  loadAverage(),
-		rounds:     cfg.rounds,
-		threads:    cfg.threads,
-		settings:   cfg.settings,
-		open:       cfg.open,
-		openRates:  cfg.rates,
-		openRounds: cfg.openRounds,
-		versions:   versions(cfg),
+		date:          time.Now(),
+		goVersion:     fmt.Sprintf("go version %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
+		gomaxprocs:    runtime.GOMAXPROCS(0),
+		quaestorProcs: quaestorProcs(),
+		numCPU:        runtime.NumCPU(),
+		cpuModel:      cpuModel(),
+		command:       commandLine(args),
+		loadStart:     loadAverage(),
+		rounds:        cfg.rounds,
+		threads:       cfg.threads,
+		settings:      cfg.settings,
+		open:          cfg.open,
+		openRates:     cfg.rates,
+		openRounds:    cfg.openRounds,
+		versions:      versions(cfg),
 	}
 	opts := testbedOptions{
 		targets:       cfg.targets,
@@ -441,4 +444,13 @@ func commandLine(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
+}
+
+// quaestorProcs is the GOMAXPROCS quaestor runs with: the environment's,
+// which it keeps, or else its default.
+func quaestorProcs() int {
+	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		return runtime.GOMAXPROCS(0)
+	}
+	return procs.Half(runtime.GOMAXPROCS(0))
 }

@@ -15,9 +15,12 @@ type runInfo struct {
 	date       time.Time
 	goVersion  string
 	gomaxprocs int
-	numCPU     int
-	cpuModel   string
-	command    string
+	// quaestorProcs is quaestor's GOMAXPROCS: the environment's, or its
+	// default (internal/procs).
+	quaestorProcs int
+	numCPU        int
+	cpuModel      string
+	command       string
 	// versions are the proxies' and libraries' versions, in report order.
 	versions [][2]string
 	// loadStart and loadEnd are the load averages before and after the
@@ -236,8 +239,8 @@ func writeReport(w io.Writer, info runInfo, m *measurements, open *openLoopResul
 	for _, v := range info.versions {
 		fmt.Fprintf(&b, "- %s: `%s`\n", v[0], v[1])
 	}
-	fmt.Fprintf(&b, "- machine: %s; logical CPUs %d; GOMAXPROCS %d; HAProxy nbthread and nginx worker_processes %d\n",
-		info.cpuModel, info.numCPU, info.gomaxprocs, info.threads)
+	fmt.Fprintf(&b, "- machine: %s; logical CPUs %d; GOMAXPROCS %d (load generator, backend, grpc-proxy), quaestor's %d; HAProxy nbthread and nginx worker_processes %d\n",
+		info.cpuModel, info.numCPU, info.gomaxprocs, info.quaestorProcs, info.threads)
 	fmt.Fprintf(&b, "- load average (1, 5, 15 min): %s at the start, %s at the end\n", info.loadStart, info.loadEnd)
 	if len(info.idle) > 0 {
 		var parts []string

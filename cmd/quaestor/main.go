@@ -11,6 +11,7 @@ import (
 
 	"github.com/quaestor-go/quaestor/cmd/quaestor/internal/service"
 	"github.com/quaestor-go/quaestor/internal/gcfloor"
+	"github.com/quaestor-go/quaestor/internal/procs"
 )
 
 // gcFloor is how far the heap may grow past what is live before a
@@ -20,6 +21,7 @@ const gcFloor = 16 << 20
 
 func main() {
 	gcfloor.Set(gcFloor) // for the life of the process
+	procs.Share()
 	// Started by the Windows service manager: run until it says stop.
 	if handled, err := service.RunAsService(service.DefaultName, func(ctx context.Context) error {
 		if code := execute(ctx, os.Args[1:], os.Stdout, os.Stderr); code != exitOK {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -323,7 +324,8 @@ func (s *stack) serveProxy(ctx context.Context, router *routing.Router, client *
 	}
 	s.onStop(monitor.Close)
 	s.logger.Info("quaestor started", "version", buildVersion(), "proxy", lis.Addr().String(),
-		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services))
+		"admin", s.cfg.Admin.Listen, "etcd", s.cfg.Etcd.Mode, "static_services", len(s.cfg.Services),
+		"gomaxprocs", runtime.GOMAXPROCS(0))
 	return srv.Run(ctx, lis)
 }
 
