@@ -6,8 +6,8 @@
 // threads than work its goroutines are woken on one thread and run on
 // another, each hand-off a system call and a context switch. Measured on
 // 2 cores, with a load generator and a backend on the same cores, quaestor
-// on one thread spent 15–25 % less CPU per call than on two, with the same
-// throughput (bench/optimizations.md).
+// on one thread spent about 20 % less CPU per call than on two, with the
+// same throughput (bench/optimizations.md).
 package procs
 
 import (
