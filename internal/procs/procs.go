@@ -18,7 +18,9 @@ import (
 // Share sets GOMAXPROCS to half the CPUs the runtime found at start
 // (rounded up, so one of one or two, two of three or four), unless the
 // GOMAXPROCS environment variable is set: the user's setting stands. It
-// returns the value in effect. Call it once, early in main.
+// returns the value in effect. The CPUs found at start account for a
+// cgroup's CPU limit; once set, GOMAXPROCS no longer follows changes of
+// that limit. Call it once, early in main.
 func Share() int {
 	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
 		return runtime.GOMAXPROCS(0)
