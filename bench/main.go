@@ -196,7 +196,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		date:          time.Now(),
 		goVersion:     fmt.Sprintf("go version %s %s/%s", runtime.Version(), runtime.GOOS, runtime.GOARCH),
 		gomaxprocs:    runtime.GOMAXPROCS(0),
-		quaestorProcs: quaestorProcs(),
+		quaestorProcs: procs.Default(), // quaestor runs in this environment
 		numCPU:        runtime.NumCPU(),
 		cpuModel:      cpuModel(),
 		command:       commandLine(args),
@@ -444,13 +444,4 @@ func commandLine(args []string) string {
 		parts = append(parts, a)
 	}
 	return strings.Join(parts, " ")
-}
-
-// quaestorProcs is the GOMAXPROCS quaestor runs with: the environment's,
-// which it keeps, or else its default.
-func quaestorProcs() int {
-	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		return runtime.GOMAXPROCS(0)
-	}
-	return procs.Half(runtime.GOMAXPROCS(0))
 }

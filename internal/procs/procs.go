@@ -22,13 +22,21 @@ import (
 // cgroup's CPU limit; once set, GOMAXPROCS no longer follows changes of
 // that limit. Call it once, early in main.
 func Share() int {
-	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
-		return runtime.GOMAXPROCS(0)
+	n := Default()
+	if n != runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(n)
 	}
-	n := Half(runtime.GOMAXPROCS(0))
-	runtime.GOMAXPROCS(n)
 	return n
 }
 
-// Half is the GOMAXPROCS Share sets where the runtime found cpus.
-func Half(cpus int) int { return max(1, (cpus+1)/2) }
+// Default is the GOMAXPROCS Share sets in a process that has not called
+// it: the environment's, when set, or else half the CPUs.
+func Default() int {
+	if _, ok := os.LookupEnv("GOMAXPROCS"); ok {
+		return runtime.GOMAXPROCS(0)
+	}
+	return half(runtime.GOMAXPROCS(0))
+}
+
+// half is the share of cpus Share takes.
+func half(cpus int) int { return max(1, (cpus+1)/2) }
