@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -375,6 +376,15 @@ func (c *conn) readLoop() error {
 		}
 		fromNetwork := !c.frameBuffered()
 		if fromNetwork {
+			if len(c.rb.dirty) > 0 {
+				// Let the goroutines ready to run go first: mostly other
+				// readers woken by the same poll, whose frames for the
+				// writers of this batch then go out in the same write.
+				// Over 1,000 backend connections, each read bringing one
+				// call's answer, that is 1.2 writes per call instead of
+				// 2.1 (bench/optimizations.md).
+				runtime.Gosched()
+			}
 			c.rb.flush()
 			c.shrinkReadBuffer()
 			if c.br.Buffered() == 0 {
