@@ -36,8 +36,8 @@ chaos:
 	CHAOS=1 $(GO) test -race -count=1 -run Fault -timeout 30m ./...
 
 # Fuzzes the config loader, the registry value decoder, the engine's
-# message scanner and the engine under a hostile client's or a broken
-# backend's frames, each for
+# message scanner, the engine under a hostile client's or a broken
+# backend's frames, and the decoder of per-call load reports, each for
 # FUZZTIME: a count of runs (10000x) or a duration (1m). make test uses a
 # count: Go 1.26's fuzzer can fail a duration-bounded run with a spurious
 # "context deadline exceeded" (golang/go#75804). Inputs that found
@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzMessageScanner$$' -fuzztime $(FUZZTIME) ./proxy/internal/frames/
 	$(GO) test -run '^$$' -fuzz '^FuzzClientFrames$$' -fuzztime $(FUZZTIME) ./proxy/internal/frames/
 	$(GO) test -run '^$$' -fuzz '^FuzzBackendFrames$$' -fuzztime $(FUZZTIME) ./proxy/internal/frames/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeLoadReport$$' -fuzztime $(FUZZTIME) ./proxy/
 
 # The benchmark harness: direct, quaestor, grpc-proxy, HAProxy and nginx,
 # each a process of its own, in one interleaved run (about 9 minutes on 2

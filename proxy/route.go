@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"log/slog"
 	"net"
 	"sync"
@@ -14,7 +13,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/quaestor-go/quaestor/proxy/internal/frames"
 )
@@ -206,26 +204,4 @@ func headerValues(fields []hpack.HeaderField, key string) metadata.MD {
 		}
 	}
 	return md
-}
-
-// serverLoad decodes the ORCA report a backend may put in its trailers.
-func serverLoad(trailer []hpack.HeaderField) *v3orcapb.OrcaLoadReport {
-	for _, f := range trailer {
-		if f.Name == "endpoint-load-metrics-bin" {
-			enc := base64.StdEncoding
-			if len(f.Value)%4 != 0 {
-				enc = base64.RawStdEncoding
-			}
-			raw, err := enc.DecodeString(f.Value)
-			if err != nil {
-				return nil
-			}
-			report := new(v3orcapb.OrcaLoadReport)
-			if proto.Unmarshal(raw, report) != nil {
-				return nil
-			}
-			return report
-		}
-	}
-	return nil
 }

@@ -8,6 +8,8 @@ import (
 	v3orcapb "github.com/cncf/xds/go/xds/data/orca/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/quaestor-go/quaestor/loadreport"
 )
 
 // PassiveHealth configures ejection on failed calls (passive health
@@ -110,8 +112,8 @@ func (s *EndpointState) recordORCA(r *v3orcapb.OrcaLoadReport, source string) {
 		KnownLoadRate:   known,
 		Utilization:     r.GetCpuUtilization(),
 		MemoryPercent:   r.GetMemUtilization() * 100,
-		CurrentRequests: int(named["current_requests"]),
-		RequestCapacity: int(named["request_capacity"]),
+		CurrentRequests: int(named[loadreport.CurrentRequestsMetric]),
+		RequestCapacity: int(named[loadreport.RequestCapacityMetric]),
 		QPS:             r.GetRpsFractional(),
 		EPS:             r.GetEps(),
 		Source:          source,
