@@ -59,8 +59,8 @@ const (
 // skips the others (rps, request_cost, utilization). At 1,000 instances
 // nearly every call brings a report that is taken (each endpoint's are
 // taken every 100 ms), and proto.Unmarshal of the whole report, its maps
-// through reflection, was about 4 % of the proxy's CPU there. nil when raw is
-// not a well-formed report.
+// through reflection, was about 4 % of the proxy's CPU there. nil when
+// raw is not a well-formed report.
 func decodeLoadReport(raw []byte) *v3orcapb.OrcaLoadReport {
 	r := new(v3orcapb.OrcaLoadReport)
 	for len(raw) > 0 {
