@@ -645,8 +645,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 			c.w.mu.Unlock()
 		case http2.SettingHeaderTableSize:
 			c.w.mu.Lock()
-			c.w.enc.SetMaxDynamicTableSizeLimit(s.Val)
-			c.w.tableGen++
+			c.w.peerTableSizeLocked(s.Val)
 			c.w.mu.Unlock()
 		case http2.SettingMaxConcurrentStreams:
 			c.mu.Lock()

@@ -39,9 +39,12 @@ type writer struct {
 	// enc encodes header blocks into hbuf for this connection's peer.
 	enc  *hpack.Encoder
 	hbuf []byte
-	// fieldCache and tableGen: see encodeFieldLocked.
+	// fieldCache and tableGen: see encodeFieldLocked. sizeUpdate is set
+	// when the peer's SETTINGS may have left a table size update due,
+	// which the encoder writes before the next field it encodes.
 	fieldCache [16][2]cachedField
 	tableGen   uint64
+	sizeUpdate bool
 
 	// peerMaxFrame is the largest frame payload the peer accepts.
 	peerMaxFrame uint32
@@ -500,8 +503,16 @@ func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
 		// A different value every call: indexing it would only push the
 		// fields that do repeat out of the table, and move the indices
 		// the cache holds; caching its encoding would only cost a copy.
-		f.Sensitive = true
-		_ = w.enc.WriteField(f)
+		// Nor is it worth the encoder's table search and Huffman coding:
+		// it goes as a literal, never indexed, unless a table size
+		// update is due, which the encoder puts first in the block.
+		if w.sizeUpdate {
+			f.Sensitive = true
+			_ = w.enc.WriteField(f)
+			w.sizeUpdate = false
+			return
+		}
+		w.hbuf = appendNeverIndexed(w.hbuf, f)
 		return
 	}
 	var slots *[2]cachedField
@@ -516,6 +527,7 @@ func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
 	}
 	start := len(w.hbuf)
 	_ = w.enc.WriteField(f) // appends to hbuf, cannot fail
+	w.sizeUpdate = false
 	enc := w.hbuf[start:]
 	switch {
 	case enc[0]&0x80 != 0: // indexed: nothing added
@@ -529,6 +541,42 @@ func (w *writer) encodeFieldLocked(i int, f hpack.HeaderField) {
 		slots[1] = slots[0]
 		slots[0] = cachedField{name: f.Name, value: f.Value, enc: append(slots[0].enc[:0:0], enc...), gen: w.tableGen}
 	}
+}
+
+// peerTableSizeLocked applies the peer's SETTINGS_HEADER_TABLE_SIZE.
+func (w *writer) peerTableSizeLocked(size uint32) {
+	w.enc.SetMaxDynamicTableSizeLimit(size)
+	w.tableGen++ // a smaller table may have evicted cached indices
+	w.sizeUpdate = true
+}
+
+// appendNeverIndexed appends f as a literal field never indexed, with
+// its name and value as plain strings (RFC 7541 6.2.3, 5.2): what
+// hpack.Encoder writes for a Sensitive field, without searching its
+// tables for the name or Huffman coding.
+func appendNeverIndexed(dst []byte, f hpack.HeaderField) []byte {
+	dst = append(dst, 0x10)
+	dst = appendHpackInt(dst, 7, uint64(len(f.Name)))
+	dst = append(dst, f.Name...)
+	dst = appendHpackInt(dst, 7, uint64(len(f.Value)))
+	return append(dst, f.Value...)
+}
+
+// appendHpackInt appends v as an integer with an n-bit prefix (RFC 7541
+// 5.1) in a new byte whose other bits are 0: for a string, the Huffman
+// flag off.
+func appendHpackInt(dst []byte, n uint, v uint64) []byte {
+	limit := uint64(1)<<n - 1
+	if v < limit {
+		return append(dst, byte(v))
+	}
+	dst = append(dst, byte(limit))
+	v -= limit
+	for v >= 128 {
+		dst = append(dst, byte(v&0x7f|0x80))
+		v >>= 7
+	}
+	return append(dst, byte(v))
 }
 
 func (w *writer) windowUpdateLocked(stream, incr uint32) {
