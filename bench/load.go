@@ -104,6 +104,14 @@ type loadSettings struct {
 	callTimeout time.Duration
 }
 
+// cpuTimes is the CPU time of processes, as /proc/<pid>/stat splits it.
+type cpuTimes struct {
+	user   time.Duration // in the process itself
+	system time.Duration // in the kernel on its behalf
+}
+
+func (c cpuTimes) total() time.Duration { return c.user + c.system }
+
 // maxErrorSamples is how many distinct error messages a result keeps.
 const maxErrorSamples = 5
 
@@ -129,10 +137,17 @@ type result struct {
 	cpu      time.Duration
 	cpuKnown bool
 	// proxyCPU is the CPU time (user + system, from /proc/<pid>/stat) of
-	// the proxy's processes during the measurement; proxyCPUKnown is false
-	// for direct or where /proc is missing.
+	// the proxy's processes during the measurement, proxySystem the part
+	// spent in the kernel; proxyCPUKnown is false for direct or where
+	// /proc is missing.
 	proxyCPU      time.Duration
+	proxySystem   time.Duration
 	proxyCPUKnown bool
+	// backendCPU is the backend process's CPU time during the
+	// measurement: what a proxy in the path adds to or takes from the
+	// backend's work; backendCPUKnown is false where /proc is missing.
+	backendCPU      time.Duration
+	backendCPUKnown bool
 	// proxyPeakMem is the sum of the proxy processes' resident-set
 	// high-water marks (VmHWM) over the measurement: reset after the
 	// warm-up by writing 5 to /proc/<pid>/clear_refs. (Reset before it,
@@ -163,6 +178,16 @@ func (r *result) proxyCPUPer10k() float64 {
 	return r.proxyCPU.Seconds() * 1e4 / float64(r.messages)
 }
 
+// proxySystemShare is the part of the proxy's CPU time spent in the
+// kernel (system calls, and on loopback the receiving side's TCP work
+// that a send runs), or NaN when unknown.
+func (r *result) proxySystemShare() float64 {
+	if !r.proxyCPUKnown || r.proxyCPU <= 0 {
+		return math.NaN()
+	}
+	return r.proxySystem.Seconds() / r.proxyCPU.Seconds()
+}
+
 // proxyCores is the average number of CPUs the proxy kept busy, or NaN.
 func (r *result) proxyCores() float64 {
 	if !r.proxyCPUKnown || r.elapsed <= 0 {
@@ -181,23 +206,29 @@ func (r *result) cores() float64 {
 	return r.cpu.Seconds() / r.elapsed.Seconds()
 }
 
-// cpuPerCall is the process's CPU time per successful call, or 0 when
-// unknown. Unlike throughput, it barely moves when other work takes CPUs
-// away, and its excess over direct's is what a proxy costs per call.
-func (r *result) cpuPerCall() time.Duration {
-	if !r.cpuKnown || r.calls == 0 {
-		return 0
-	}
-	return r.cpu / time.Duration(r.calls)
+// cpuPerWork is the load generator's CPU time per successful call, or
+// per MiB of response payload for streams; 0 when unknown. Unlike
+// throughput, it barely moves when other work takes CPUs away.
+func (r *result) cpuPerWork(kind callKind) time.Duration {
+	return r.perWork(kind, r.cpu, r.cpuKnown)
 }
 
-// cpuPerMiB is the process's CPU time per MiB of response payload, or 0
-// when unknown.
-func (r *result) cpuPerMiB() time.Duration {
-	if !r.cpuKnown || r.bytes == 0 {
+// backendCPUPerWork is the backend's CPU time per call, or per MiB for
+// streams; 0 when unknown.
+func (r *result) backendCPUPerWork(kind callKind) time.Duration {
+	return r.perWork(kind, r.backendCPU, r.backendCPUKnown)
+}
+
+func (r *result) perWork(kind callKind, cpu time.Duration, known bool) time.Duration {
+	switch {
+	case !known:
 		return 0
+	case kind == serverStreamCall && r.bytes > 0:
+		return time.Duration(float64(cpu) * (1 << 20) / float64(r.bytes))
+	case kind != serverStreamCall && r.calls > 0:
+		return cpu / time.Duration(r.calls)
 	}
-	return time.Duration(float64(r.cpu) * (1 << 20) / float64(r.bytes))
+	return 0
 }
 
 // mebibytesPerSecond is the rate of response payload received, in MiB/s.
@@ -265,12 +296,17 @@ func measure(ctx context.Context, t *target, sc scenario, settings loadSettings)
 	}
 	memKnown := resetPeakMemory(t.pids)
 	proxyStart, proxyKnown := treeCPUTime(t.pids)
+	backendStart, backendKnown := treeCPUTime(t.backendPids)
 	res := runLoop(ctx, clients, sc, settings.duration, settings.callTimeout)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("measuring: %w", err)
 	}
 	if proxyEnd, ok := treeCPUTime(t.pids); ok && proxyKnown {
-		res.proxyCPU, res.proxyCPUKnown = proxyEnd-proxyStart, true
+		res.proxyCPU = proxyEnd.total() - proxyStart.total()
+		res.proxySystem, res.proxyCPUKnown = proxyEnd.system-proxyStart.system, true
+	}
+	if backendEnd, ok := treeCPUTime(t.backendPids); ok && backendKnown {
+		res.backendCPU, res.backendCPUKnown = backendEnd.total()-backendStart.total(), true
 	}
 	if peak, ok := peakMemory(t.pids); ok && memKnown {
 		res.proxyPeakMem, res.proxyMemKnown = peak, true

@@ -113,6 +113,12 @@ func TestEveryTargetAndScenario(t *testing.T) {
 				if name != targetDirect && (!res.proxyCPUKnown || !res.proxyMemKnown || res.proxyPeakMem <= 0) {
 					t.Errorf("proxy CPU known %v, peak memory %d (known %v): want both measured", res.proxyCPUKnown, res.proxyPeakMem, res.proxyMemKnown)
 				}
+				if name != targetDirect && (res.proxySystem < 0 || res.proxySystem > res.proxyCPU) {
+					t.Errorf("proxy system time %s of %s: want a part of it", res.proxySystem, res.proxyCPU)
+				}
+				if !res.backendCPUKnown || res.backendCPU <= 0 {
+					t.Errorf("backend CPU %s (known %v): want it measured", res.backendCPU, res.backendCPUKnown)
+				}
 			})
 		}
 	}

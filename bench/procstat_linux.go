@@ -41,7 +41,7 @@ func processTree(pid int) []int {
 
 type procStat struct {
 	ppid int
-	cpu  time.Duration // utime + stime
+	cpu  cpuTimes
 }
 
 // readStat reads the parent and the CPU time of pid from /proc/<pid>/stat.
@@ -67,19 +67,23 @@ func readStat(pid int) (procStat, error) {
 	if err1 != nil || err2 != nil || err3 != nil {
 		return procStat{}, fmt.Errorf("/proc/%d/stat: unreadable fields", pid)
 	}
-	return procStat{ppid: ppid, cpu: time.Duration(utime+stime) * time.Second / clockTicks}, nil
+	return procStat{ppid: ppid, cpu: cpuTimes{
+		user:   time.Duration(utime) * time.Second / clockTicks,
+		system: time.Duration(stime) * time.Second / clockTicks,
+	}}, nil
 }
 
-// treeCPUTime returns the CPU time (user + system) used so far by the
-// processes pids, and whether it could be read for all of them.
-func treeCPUTime(pids []int) (time.Duration, bool) {
-	var total time.Duration
+// treeCPUTime returns the CPU time used so far by the processes pids, and
+// whether it could be read for all of them.
+func treeCPUTime(pids []int) (cpuTimes, bool) {
+	var total cpuTimes
 	for _, pid := range pids {
 		st, err := readStat(pid)
 		if err != nil {
-			return 0, false
+			return cpuTimes{}, false
 		}
-		total += st.cpu
+		total.user += st.cpu.user
+		total.system += st.cpu.system
 	}
 	return total, len(pids) > 0
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestStatusField(t *testing.T) {
@@ -42,8 +43,10 @@ func TestOwnProcessStats(t *testing.T) {
 	if st.ppid != os.Getppid() {
 		t.Errorf("ppid = %d, want %d", st.ppid, os.Getppid())
 	}
-	if cpu, ok := treeCPUTime([]int{pid}); !ok || cpu < 0 {
-		t.Errorf("treeCPUTime = %s, %v", cpu, ok)
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; { // some user time, in ticks of 10 ms
+	}
+	if cpu, ok := treeCPUTime([]int{pid}); !ok || cpu.user <= 0 || cpu.system < 0 {
+		t.Errorf("treeCPUTime = %+v, %v: want user time and no negative system time", cpu, ok)
 	}
 	if !resetPeakMemory([]int{pid}) {
 		t.Error("resetPeakMemory failed")

@@ -101,8 +101,10 @@ type summary struct {
 	maxThroughput  float64
 	messagesPerSec float64
 	cores          float64
-	// cpuPerWork is the CPU time per call (unary) or per MiB (streams).
-	cpuPerWork time.Duration
+	// cpuPerWork is the load generator's CPU time per call (unary) or
+	// per MiB (streams), backendPerWork the backend's.
+	cpuPerWork     time.Duration
+	backendPerWork time.Duration
 	// vsDirect and vsHAProxy are the medians of the per-round ratios of
 	// throughput; NaN when the other target was not measured.
 	vsDirect  float64
@@ -117,6 +119,9 @@ type summary struct {
 	// median over the rounds; proxyCores its CPUs kept busy.
 	proxyCPU10k float64
 	proxyCores  float64
+	// proxySystemShare is the median share of the proxy's CPU time spent
+	// in the kernel.
+	proxySystemShare float64
 	// peakMem is the highest proxy VmHWM of any round, in bytes; 0 when
 	// unknown.
 	peakMem int64
@@ -130,7 +135,7 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 		tput, msgs, cores, vsDirect, vsBaseline []float64
 		callP50, callP99, msgP50, msgP99        []float64
 		callP999, msgP999, proxyCPU, proxyCores []float64
-		cpuPerWork                              []float64
+		cpuPerWork, backendPerWork, proxySystem []float64
 		s                                       summary
 	)
 	ratio := func(other string, round int, own float64) (float64, bool) {
@@ -153,12 +158,11 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 		if c := res.cores(); !math.IsNaN(c) {
 			cores = append(cores, c)
 		}
-		perWork := res.cpuPerCall()
-		if sc.kind == serverStreamCall {
-			perWork = res.cpuPerMiB()
+		if w := res.cpuPerWork(sc.kind); w > 0 {
+			cpuPerWork = append(cpuPerWork, float64(w))
 		}
-		if perWork > 0 {
-			cpuPerWork = append(cpuPerWork, float64(perWork))
+		if w := res.backendCPUPerWork(sc.kind); w > 0 {
+			backendPerWork = append(backendPerWork, float64(w))
 		}
 		if r, ok := ratio(targetDirect, round, own); ok {
 			vsDirect = append(vsDirect, r)
@@ -169,6 +173,9 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 		if c := res.proxyCPUPer10k(); !math.IsNaN(c) {
 			proxyCPU = append(proxyCPU, c)
 			proxyCores = append(proxyCores, res.proxyCores())
+		}
+		if sh := res.proxySystemShare(); !math.IsNaN(sh) {
+			proxySystem = append(proxySystem, sh)
 		}
 		if res.proxyMemKnown {
 			s.peakMem = max(s.peakMem, res.proxyPeakMem)
@@ -193,6 +200,8 @@ func (m *measurements) summarize(sc scenario, target string) summary {
 	s.messagesPerSec = median(msgs)
 	s.cores = median(cores)
 	s.cpuPerWork = durationOrZero(median(cpuPerWork))
+	s.backendPerWork = durationOrZero(median(backendPerWork))
+	s.proxySystemShare = median(proxySystem)
 	s.vsDirect = median(vsDirect)
 	s.vsHAProxy = median(vsBaseline)
 	s.proxyCPU10k = median(proxyCPU)
@@ -262,7 +271,9 @@ func writeReport(w io.Writer, info runInfo, m *measurements, open *openLoopResul
 		"\"proxy CPU\" is the proxy processes' user + system CPU time (/proc/<pid>/stat, nginx's master and workers summed) " +
 		"per 10,000 messages (calls; round trips; stream responses) over the measured window, \"proxy cores\" the same per second; " +
 		"\"proxy peak RSS\" is the highest VmHWM of any round, reset after each warm-up (clear_refs), so it is the peak of that scenario's measured window; " +
-		"\"client CPU\" is the load generator's CPU time per message.\n")
+		"\"proxy in kernel\" is the share of the proxy's CPU time that was system time: system calls, and, on loopback, " +
+		"the receiving side's TCP work that each send runs; " +
+		"\"client CPU\" and \"backend CPU\" are the load generator's and the backend process's CPU time per message.\n")
 	var registry []scenario
 	for _, sc := range m.scenarios {
 		if sc.instances > 0 {
@@ -295,33 +306,40 @@ func writeUnaryTable(b *strings.Builder, sc scenario, m *measurements) {
 	} else {
 		b.WriteString("Latency is per call, from its start to its status.\n\n")
 	}
-	fmt.Fprintf(b, "| target | %s | range | vs direct | vs haproxy | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n", what)
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| target | %s | range | vs direct | vs haproxy | p50 | p99 | p99.9 | errors | %s |\n", what, costColumns)
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, t := range m.targets {
 		s := m.summarize(sc, t)
-		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s |\n",
 			t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
 			formatRatio(s.vsDirect), formatRatio(s.vsHAProxy),
-			formatDuration(s.callP50), formatDuration(s.callP99), formatDuration(s.callP999), s.errors,
-			formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
+			formatDuration(s.callP50), formatDuration(s.callP99), formatDuration(s.callP999), s.errors, s.costs())
 	}
 }
 
 func writeStreamTable(b *strings.Builder, sc scenario, m *measurements) {
 	b.WriteString("\"msg\" latency is per response: the gap since the previous response of the call " +
 		"(since the call's start for the first); \"call\" latency is per call, from its start to its status. " +
-		"Proxy CPU is per 10,000 responses (10,000 MiB); client CPU per MiB.\n\n")
-	b.WriteString("| target | MiB/s | range | vs direct | vs haproxy | msg p50 | msg p99 | msg p99.9 | call p50 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
-	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		"Proxy CPU is per 10,000 responses (10,000 MiB); client and backend CPU per MiB.\n\n")
+	fmt.Fprintf(b, "| target | MiB/s | range | vs direct | vs haproxy | msg p50 | msg p99 | msg p99.9 | call p50 | errors | %s |\n", costColumns)
+	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, t := range m.targets {
 		s := m.summarize(sc, t)
-		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+		fmt.Fprintf(b, "| %s | %s | %s–%s | %s | %s | %s | %s | %s | %s | %d | %s |\n",
 			t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
 			formatRatio(s.vsDirect), formatRatio(s.vsHAProxy),
 			formatDuration(s.msgP50), formatDuration(s.msgP99), formatDuration(s.msgP999),
-			formatDuration(s.callP50), s.errors,
-			formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
+			formatDuration(s.callP50), s.errors, s.costs())
 	}
+}
+
+// costColumns are the last columns of every closed-loop table, which
+// summary.costs fills: what each process spent on the work.
+const costColumns = "proxy CPU s/10k | proxy in kernel | proxy cores | proxy peak RSS | client CPU | backend CPU"
+
+func (s summary) costs() string {
+	return fmt.Sprintf("%s | %s | %s | %s | %s | %s", formatSeconds(s.proxyCPU10k), formatPercent(s.proxySystemShare),
+		formatRatio(s.proxyCores), formatMemory(s.peakMem), formatDuration(s.cpuPerWork), formatDuration(s.backendPerWork))
 }
 
 // writeRegistryTable writes the instance-count scenarios as one table:
@@ -335,8 +353,8 @@ func writeRegistryTable(b *strings.Builder, scs []scenario, m *measurements) {
 		"addresses as servers (round robin, no health checks). \"vs 1\" is the median of each round's ratio to the same "+
 		"proxy's 1-instance figure, \"vs haproxy\" to HAProxy's with as many servers.\n\n",
 		formatBytes(scs[0].payloadSize), scs[0].callers, scs[0].conns)
-	b.WriteString("| instances | target | calls/s | range | vs 1 | vs haproxy | p50 | p99 | p99.9 | errors | proxy CPU s/10k | proxy cores | proxy peak RSS | client CPU |\n")
-	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "| instances | target | calls/s | range | vs 1 | vs haproxy | p50 | p99 | p99.9 | errors | %s |\n", costColumns)
+	b.WriteString("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	base := scs[0]
 	for _, sc := range scs {
 		for _, t := range m.targetsOf(sc) {
@@ -348,11 +366,10 @@ func writeRegistryTable(b *strings.Builder, scs []scenario, m *measurements) {
 					ratios = append(ratios, res.callsPerSecond()/ref.callsPerSecond())
 				}
 			}
-			fmt.Fprintf(b, "| %d | %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s | %s | %s | %s |\n",
+			fmt.Fprintf(b, "| %d | %s | %s | %s–%s | %s | %s | %s | %s | %s | %d | %s |\n",
 				sc.instances, t, formatRate(s.throughput), formatRate(s.minThroughput), formatRate(s.maxThroughput),
 				formatRatio(median(ratios)), formatRatio(s.vsHAProxy), formatDuration(s.callP50), formatDuration(s.callP99),
-				formatDuration(s.callP999), s.errors, formatSeconds(s.proxyCPU10k), formatRatio(s.proxyCores),
-				formatMemory(s.peakMem), formatDuration(s.cpuPerWork))
+				formatDuration(s.callP999), s.errors, s.costs())
 		}
 	}
 	for _, sc := range scs {
@@ -468,6 +485,14 @@ func formatRatio(v float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// formatPercent prints a share (0 to 1) as a whole percentage.
+func formatPercent(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f %%", 100*v)
 }
 
 // formatDuration prints d with three significant digits in µs, ms or s.

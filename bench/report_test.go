@@ -9,7 +9,8 @@ import (
 )
 
 // fakeResult is a result of calls successful calls in 1 s, each taking
-// latency, with the proxy using proxyCPU.
+// latency, with the proxy using proxyCPU (a quarter of it in the kernel)
+// and the backend 100 ms.
 func fakeResult(calls int64, latency, proxyCPU time.Duration) *result {
 	r := newResult()
 	r.elapsed = time.Second
@@ -18,9 +19,10 @@ func fakeResult(calls int64, latency, proxyCPU time.Duration) *result {
 		r.callLatency.record(latency)
 	}
 	if proxyCPU > 0 {
-		r.proxyCPU, r.proxyCPUKnown = proxyCPU, true
+		r.proxyCPU, r.proxySystem, r.proxyCPUKnown = proxyCPU, proxyCPU/4, true
 		r.proxyPeakMem, r.proxyMemKnown = 30<<20, true
 	}
+	r.backendCPU, r.backendCPUKnown = 100*time.Millisecond, true
 	return r
 }
 
@@ -59,8 +61,11 @@ func TestReportRatiosAndColumns(t *testing.T) {
 		// direct: 4000 calls/s, 4000/1500 = 2.67 times HAProxy's median.
 		"| direct | 4000 | 4000–4000 | 1.00 | 2.67 | 1.00 ms |",
 		// quaestor: 0.5 of direct, 1.33 of HAProxy (median of 2, 1.33, 1),
-		// 2.5 CPU s per 10k calls, 0.5 cores, 30 MiB.
-		"| quaestor | 2000 | 2000–2000 | 0.50 | 1.33 | 2.00 ms | 2.00 ms | 2.00 ms | 0 | 2.50 | 0.50 | 30.0 MiB |",
+		// 2.5 CPU s per 10k calls, a quarter in the kernel, 0.5 cores,
+		// 30 MiB; no client CPU measured; the backend's 100 ms over 2000
+		// calls.
+		"| quaestor | 2000 | 2000–2000 | 0.50 | 1.33 | 2.00 ms | 2.00 ms | 2.00 ms | 0 | 2.50 | 25 % | 0.50 | 30.0 MiB | – | 50.0 µs |",
+		"| direct | 4000 | 4000–4000 | 1.00 | 2.67 | 1.00 ms | 1.00 ms | 1.00 ms | 0 | – | – | – | – | – | 25.0 µs |",
 		"| haproxy | 1500 | 1000–2000 | 0.38 | 1.00 |",
 		// 1,000 instances: quaestor at 0.9 of its 1-instance rate, 1.5
 		// times HAProxy's with 1,000 servers (itself at 0.6 of its own),

@@ -59,6 +59,8 @@ type target struct {
 	// pids are proc and its descendants (nginx's workers), read once it
 	// serves.
 	pids []int
+	// backendPids is the backend's process, which every target reaches.
+	backendPids []int
 	// idleCores is the CPUs the proxy kept busy while no calls ran, after
 	// the start (health checks, load polls, etcd watch); NaN when unknown.
 	idleCores float64
@@ -170,6 +172,7 @@ func startTestbed(ctx context.Context, opts testbedOptions) (_ *testbed, err err
 		if t.proc != nil {
 			t.pids = processTree(t.proc.pid())
 		}
+		t.backendPids = []int{tb.backend.pid()}
 		tb.targets[name] = t
 	}
 	if len(opts.instanceCounts) > 0 {
@@ -246,7 +249,7 @@ func (tb *testbed) proxies() []*target {
 // instances the cost of watching them.
 func (tb *testbed) measureIdle(ctx context.Context, window time.Duration) error {
 	proxies := tb.proxies()
-	starts := make([]time.Duration, len(proxies))
+	starts := make([]cpuTimes, len(proxies))
 	known := make([]bool, len(proxies))
 	for i, t := range proxies {
 		starts[i], known[i] = treeCPUTime(t.pids)
@@ -261,7 +264,7 @@ func (tb *testbed) measureIdle(ctx context.Context, window time.Duration) error 
 	for i, t := range proxies {
 		t.idleCores = math.NaN()
 		if end, ok := treeCPUTime(t.pids); ok && known[i] {
-			t.idleCores = (end - starts[i]).Seconds() / elapsed.Seconds()
+			t.idleCores = (end.total() - starts[i].total()).Seconds() / elapsed.Seconds()
 		}
 	}
 	return nil
@@ -464,6 +467,7 @@ func (tb *testbed) startRegistry(ctx context.Context, opts testbedOptions) error
 				return err
 			}
 			t.pids = processTree(t.proc.pid())
+			t.backendPids = []int{tb.backend.pid()}
 			byName[name] = t
 		}
 	}
